@@ -1,0 +1,96 @@
+"""Landing assets: what each source changed, one row per document in `raw.documents`."""
+
+from typing import Any
+
+import dagster as dg
+
+from bioloupe_data.assets._common import OWNERS, SOURCE_RETRY_POLICY, partition_days
+from bioloupe_data.assets.sources import CLINICALTRIALS_API
+from bioloupe_data.partitions import daily_backfill_policy
+from bioloupe_data.pipelines.clinicaltrials import LandedDay, land_range
+from bioloupe_data.resources import ClinicalTrialsResource, WarehouseResource
+from bioloupe_data.sources.http import SourceError
+from bioloupe_data.warehouse.upsert import UpsertCounts
+
+CLINICALTRIALS_LANDING_KEY = dg.AssetKey(["raw", "clinicaltrials_gov"])
+
+
+def _day_metadata(day: LandedDay) -> dict[str, Any]:
+    return {
+        "dagster/row_count": day.landed,
+        **day.counts.as_metadata(),
+        "received": day.received,
+        "dead_letters": day.dead_letters,
+        "source_total_count": day.source_total,
+    }
+
+
+def build_clinicaltrials_landing(
+    partitions_def: dg.PartitionsDefinition,
+) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=CLINICALTRIALS_LANDING_KEY,
+        deps=[CLINICALTRIALS_API],
+        partitions_def=partitions_def,
+        backfill_policy=daily_backfill_policy(),
+        group_name="raw",
+        kinds={"postgres", "python"},
+        owners=OWNERS,
+        pool="clinicaltrials_gov",
+        retry_policy=SOURCE_RETRY_POLICY,
+        code_version="1",
+    )
+    def clinicaltrials_gov_landing(
+        context: dg.AssetExecutionContext,
+        warehouse: WarehouseResource,
+        clinicaltrials: ClinicalTrialsResource,
+    ) -> dg.MaterializeResult:
+        """ClinicalTrials.gov studies whose last update was posted on the partition's day,
+        landed as JSON in `raw.documents` (source `clinicaltrials_gov`), newest version only.
+
+        A range of days is one paged API query (`AREA[LastUpdatePostDate]RANGE[…]`) split by
+        day; each day commits on its own and is recorded as materialized when it commits.
+        Fetch bookkeeping (the API's `totalCount` beside what landed) goes to
+        `ops.partition_fetches`; records that cannot be landed go to `ops.dead_letters`.
+        """
+        start, end = partition_days(context)
+        totals = UpsertCounts()
+        landed_days: list[LandedDay] = []
+
+        def on_day(day: LandedDay) -> None:
+            landed_days.append(day)
+            totals.add(day.counts)
+            context.log_event(
+                dg.AssetMaterialization(
+                    asset_key=CLINICALTRIALS_LANDING_KEY,
+                    partition=day.day.isoformat(),
+                    metadata=_day_metadata(day),
+                )
+            )
+
+        with clinicaltrials.client(context.log) as client, warehouse.connection() as conn:
+            try:
+                land_range(conn, client, start, end, run_id=context.run.run_id, on_day=on_day)
+            except SourceError as exc:
+                done = landed_days[-1].day.isoformat() if landed_days else "none"
+                raise dg.Failure(
+                    description=(
+                        f"clinicaltrials_gov partitions {start}..{end} failed "
+                        f"(days committed through: {done}): {exc}"
+                    ),
+                    allow_retries=True,
+                ) from None
+            retries = len(client.http.retries)
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": sum(d.landed for d in landed_days),
+                **totals.as_metadata(),
+                "partitions_in_run": len(landed_days),
+                "received": sum(d.received for d in landed_days),
+                "dead_letters": sum(d.dead_letters for d in landed_days),
+                "source_total_count": landed_days[0].source_total if landed_days else 0,
+                "http_retries": retries,
+            }
+        )
+
+    return clinicaltrials_gov_landing

@@ -1,0 +1,146 @@
+"""The `bioloupe-data` command."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.table import Table as RichTable
+
+if TYPE_CHECKING:
+    from bioloupe_data.runner import BackfillReport
+
+console = Console(stderr=True)
+
+
+def _date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {value!r}") from None
+
+
+def _print_report(report: BackfillReport) -> None:
+    table = RichTable(title="backfill")
+    for column in ("asset", "partitions", "inserted", "updated", "unchanged", "documents"):
+        table.add_column(column, justify="left" if column == "asset" else "right")
+    for name, totals in report.assets.items():
+        table.add_row(
+            name,
+            str(totals.partitions),
+            *(str(totals.counts[k]) for k in ("inserted", "updated", "unchanged")),
+            str(totals.documents),
+        )
+    Console().print(table)
+    console.print(f"{len(report.runs)} run(s): {', '.join(report.runs)}")
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from bioloupe_data import local
+    from bioloupe_data.definitions import defs
+    from bioloupe_data.runner import BackfillError, run_backfill, selected_assets
+
+    local.prepare()
+    try:
+        keys = selected_assets(args.source, args.select)
+        with dg.DagsterInstance.get() as instance:
+            report = run_backfill(defs(), instance, keys, args.start, args.end, console=console)
+    except BackfillError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
+    _print_report(report)
+    if report.failed:
+        console.print(f"[red]failed:[/red] {report.failed}")
+        return 1
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from bioloupe_data.demo import run_demo
+
+    return run_demo(days=args.days, per_day=args.per_day, console=console)
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from bioloupe_data import local
+
+    environment = local.prepare()
+    console.print(f"warehouse: {environment.warehouse_url}")
+    console.print(f"DAGSTER_HOME: {environment.dagster_home}")
+    command = ["dagster", "dev", "-m", "bioloupe_data.definitions", *args.dagster_args]
+    executable = Path(sys.executable).with_name("dagster")
+    os.execv(str(executable), [str(executable), *command[1:]])
+    return 0  # not reached
+
+
+def cmd_replay_server(args: argparse.Namespace) -> int:
+    from bioloupe_data.replay.server import run_forever
+
+    run_forever(Path(args.data), args.host, args.port)
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from bioloupe_data.replay.synth import write_synthetic
+
+    summary = write_synthetic(Path(args.out), args.days, args.per_day, seed=args.seed)
+    console.print(
+        f"wrote {summary.studies} studies in {summary.files} files "
+        f"({summary.bytes / 1e6:.1f} MB) for {summary.first_day}..{summary.last_day} to {args.out}"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bioloupe-data", description="Oncology drug-development warehouse on Dagster."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    backfill = commands.add_parser("backfill", help="run a date range through Dagster here")
+    backfill.add_argument("--from", dest="start", type=_date, required=True)
+    backfill.add_argument("--to", dest="end", type=_date, required=True)
+    backfill.add_argument("--source", choices=["clinicaltrials_gov"], default=None)
+    backfill.add_argument(
+        "--select", default=None, help="comma-separated asset keys, e.g. raw/clinicaltrials_gov"
+    )
+    backfill.set_defaults(func=cmd_backfill)
+
+    demo = commands.add_parser("demo", help="embedded Postgres, synthetic data, a backfill")
+    demo.add_argument("--days", type=int, default=30)
+    demo.add_argument("--per-day", type=int, default=40)
+    demo.set_defaults(func=cmd_demo)
+
+    dev = commands.add_parser("dev", help="`dagster dev` on the embedded Postgres")
+    dev.add_argument("dagster_args", nargs=argparse.REMAINDER)
+    dev.set_defaults(func=cmd_dev)
+
+    replay = commands.add_parser("replay-server", help="serve recorded API data offline")
+    replay.add_argument("--data", required=True)
+    replay.add_argument("--host", default="127.0.0.1")
+    replay.add_argument("--port", type=int, default=8765)
+    replay.set_defaults(func=cmd_replay_server)
+
+    synth = commands.add_parser("synth", help="write synthetic studies")
+    synth.add_argument("--days", type=int, required=True)
+    synth.add_argument("--per-day", type=int, required=True)
+    synth.add_argument("--out", required=True)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.set_defaults(func=cmd_synth)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""The local environment the command line runs in: the embedded PostgreSQL when no URL is
+configured, and a DAGSTER_HOME whose storage is PostgreSQL (dagster-postgres)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from bioloupe_data.settings import env
+from bioloupe_data.warehouse.database import (
+    DAGSTER_DATABASE,
+    WAREHOUSE_DATABASE,
+    EmbeddedServer,
+    as_sqlalchemy_psycopg2_url,
+)
+
+STORAGE_URL_VAR = "BIOLOUPE_DAGSTER_STORAGE_URL"
+
+LOCAL_DAGSTER_YAML = f"""\
+# Written by `bioloupe-data` for local use; production uses dagster.yaml.example.
+storage:
+  postgres:
+    postgres_url:
+      env: {STORAGE_URL_VAR}
+run_monitoring:
+  enabled: true
+  start_timeout_seconds: 180
+  poll_interval_seconds: 30
+telemetry:
+  enabled: false
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class LocalEnvironment:
+    warehouse_url: str
+    storage_url: str
+    dagster_home: Path
+    embedded: bool
+
+
+def bioloupe_home() -> Path:
+    return Path(env("BIOLOUPE_HOME") or ".bioloupe").resolve()
+
+
+def prepare() -> LocalEnvironment:
+    """Resolve the warehouse and Dagster storage, start the embedded server if needed, and set
+    the environment variables the definitions and `DagsterInstance.get()` read."""
+    home = bioloupe_home()
+    configured = env("BIOLOUPE_DATABASE_URL")
+    if configured:
+        warehouse_url = configured
+        storage_url = env(STORAGE_URL_VAR) or as_sqlalchemy_psycopg2_url(configured)
+        embedded = False
+    else:
+        server = EmbeddedServer(home / "postgres")
+        warehouse_url = server.url_for(WAREHOUSE_DATABASE)
+        storage_url = env(STORAGE_URL_VAR) or as_sqlalchemy_psycopg2_url(
+            server.url_for(DAGSTER_DATABASE)
+        )
+        embedded = True
+        os.environ["BIOLOUPE_DATABASE_URL"] = warehouse_url
+    os.environ[STORAGE_URL_VAR] = storage_url
+
+    dagster_home = Path(env("DAGSTER_HOME") or home / "dagster_home").resolve()
+    if not env("DAGSTER_HOME"):
+        dagster_home.mkdir(parents=True, exist_ok=True)
+        config = dagster_home / "dagster.yaml"
+        if not config.exists() or config.read_text() != LOCAL_DAGSTER_YAML:
+            config.write_text(LOCAL_DAGSTER_YAML)
+        os.environ["DAGSTER_HOME"] = str(dagster_home)
+    return LocalEnvironment(warehouse_url, storage_url, dagster_home, embedded)

@@ -1,0 +1,234 @@
+"""Run a date range through Dagster in this process, chunked per the assets' BackfillPolicy,
+on the instance the UI reads (`DagsterInstance.get()`)."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+
+import dagster as dg
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from bioloupe_data.assets.ingestion import CLINICALTRIALS_LANDING_KEY
+from bioloupe_data.assets.normalize import TRIALS_KEY
+
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+SOURCE_ASSETS: dict[str, list[dg.AssetKey]] = {
+    "clinicaltrials_gov": [CLINICALTRIALS_LANDING_KEY, TRIALS_KEY],
+}
+COUNT_KEYS = ("inserted", "updated", "unchanged")
+
+
+class BackfillError(RuntimeError):
+    pass
+
+
+@dataclass
+class AssetTotals:
+    partitions: int = 0
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNT_KEYS, 0))
+    documents: int = 0
+
+
+@dataclass
+class BackfillReport:
+    runs: list[str] = field(default_factory=list)
+    assets: dict[str, AssetTotals] = field(default_factory=dict)
+    failed: str | None = None
+
+    @property
+    def changed(self) -> int:
+        return sum(t.counts["inserted"] + t.counts["updated"] for t in self.assets.values())
+
+
+def selected_assets(source: str | None, select: str | None) -> list[dg.AssetKey]:
+    if select:
+        return [dg.AssetKey.from_user_string(s.strip()) for s in select.split(",") if s.strip()]
+    if source:
+        if source not in SOURCE_ASSETS:
+            raise BackfillError(f"unknown source {source!r}; known: {', '.join(SOURCE_ASSETS)}")
+        return SOURCE_ASSETS[source]
+    return [key for keys in SOURCE_ASSETS.values() for key in keys]
+
+
+def _chunks(keys: Sequence[str], size: int) -> list[Sequence[str]]:
+    return [keys[i : i + size] for i in range(0, len(keys), size)]
+
+
+def plan(
+    defs: dg.Definitions, asset_keys: Sequence[dg.AssetKey], start: date, end: date
+) -> tuple[dg.PartitionsDefinition, list[Sequence[str]]]:
+    graph = defs.resolve_asset_graph()
+    partitions_defs = set()
+    sizes = []
+    for key in asset_keys:
+        if not graph.has(key):
+            raise BackfillError(f"no asset {key.to_user_string()}")
+        node = graph.get(key)
+        if node.partitions_def is None:
+            raise BackfillError(f"{key.to_user_string()} is not partitioned")
+        partitions_defs.add(node.partitions_def)
+        policy = node.backfill_policy
+        sizes.append(policy.max_partitions_per_run if policy else 1)
+    if len(partitions_defs) != 1:
+        raise BackfillError("the selected assets do not share one partitions definition")
+    partitions_def = partitions_defs.pop()
+    all_keys = partitions_def.get_partition_keys()
+    if not all_keys:
+        raise BackfillError("no partitions exist yet")
+    first, last = all_keys[0], all_keys[-1]
+    if start.isoformat() < first or end.isoformat() > last:
+        raise BackfillError(f"range {start}..{end} is outside the partitions {first}..{last}")
+    if start > end:
+        raise BackfillError("--from is after --to")
+    keys = partitions_def.get_partition_keys_in_range(
+        dg.PartitionKeyRange(start.isoformat(), end.isoformat())
+    )
+    size = min(s for s in sizes if s) if any(sizes) else len(keys)
+    return partitions_def, _chunks(keys, size or len(keys))
+
+
+class _RunWatcher:
+    """Polls the run's event log for per-day materializations to drive the progress bars."""
+
+    def __init__(
+        self, instance: dg.DagsterInstance, run_id: str, progress: Progress, tasks: dict
+    ) -> None:
+        self.instance, self.run_id, self.progress, self.tasks = instance, run_id, progress, tasks
+        self.done: dict[dg.AssetKey, set[str]] = {key: set() for key in tasks}
+        self.documents: dict[dg.AssetKey, int] = dict.fromkeys(tasks, 0)
+        self._cursor: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> _RunWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.poll()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.5):
+            self.poll()
+
+    def poll(self) -> None:
+        try:
+            connection = self.instance.get_records_for_run(
+                self.run_id, cursor=self._cursor, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+            )
+        except Exception:  # the run may not exist yet; the next poll will see it
+            return
+        self._cursor = connection.cursor
+        for record in connection.records:
+            materialization = record.event_log_entry.asset_materialization
+            if materialization is None or materialization.asset_key not in self.tasks:
+                continue
+            key = materialization.asset_key
+            if materialization.partition and "partitions_in_run" not in materialization.metadata:
+                self.done[key].add(materialization.partition)
+                docs = materialization.metadata.get("received") or materialization.metadata.get(
+                    "documents"
+                )
+                self.documents[key] += int(docs.value) if docs is not None else 0
+            self.progress.update(
+                self.tasks[key],
+                completed=len(self.done[key]),
+                docs=self.documents[key],
+            )
+
+
+def _final_metadata(result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> dict[str, int]:
+    for event in result.all_events:
+        if not event.is_step_materialization:
+            continue
+        materialization = event.step_materialization_data.materialization
+        if materialization.asset_key == key and "partitions_in_run" in materialization.metadata:
+            return {
+                k: int(v.value)
+                for k, v in materialization.metadata.items()
+                if k in (*COUNT_KEYS, "partitions_in_run") and v.value is not None
+            }
+    return {}
+
+
+def run_backfill(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    asset_keys: Sequence[dg.AssetKey],
+    start: date,
+    end: date,
+    *,
+    console: Console | None = None,
+) -> BackfillReport:
+    console = console or Console(stderr=True)
+    _, chunks = plan(defs, asset_keys, start, end)
+    job = defs.resolve_implicit_global_asset_job_def()
+    report = BackfillReport(assets={k.to_user_string(): AssetTotals() for k in asset_keys})
+    total_days = sum(len(c) for c in chunks)
+    columns = (
+        TextColumn("{task.description:<24}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("days · {task.fields[docs]} docs"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        tasks = {
+            key: progress.add_task(key.to_user_string(), total=total_days, docs=0)
+            for key in asset_keys
+        }
+        done_before = dict.fromkeys(asset_keys, 0)
+        for chunk in chunks:
+            run_id = str(uuid.uuid4())
+            watcher = _RunWatcher(instance, run_id, progress, tasks)
+            for key in asset_keys:
+                progress.update(tasks[key], completed=done_before[key])
+            with watcher:
+                result = job.execute_in_process(
+                    instance=instance,
+                    asset_selection=list(asset_keys),
+                    run_id=run_id,
+                    tags={
+                        RANGE_START_TAG: chunk[0],
+                        RANGE_END_TAG: chunk[-1],
+                        "bioloupe/launched_by": "cli",
+                    },
+                    raise_on_error=False,
+                )
+            report.runs.append(run_id)
+            for key in asset_keys:
+                done_before[key] += len(chunk) if result.success else len(watcher.done[key])
+                totals = report.assets[key.to_user_string()]
+                final = _final_metadata(result, key)
+                totals.partitions += final.get("partitions_in_run", 0)
+                for name in COUNT_KEYS:
+                    totals.counts[name] += final.get(name, 0)
+                totals.documents += watcher.documents[key]
+            if not result.success:
+                report.failed = _failure_message(result, chunk)
+                break
+    return report
+
+
+def _failure_message(result: dg.ExecuteInProcessResult, chunk: Sequence[str]) -> str:
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data.error:
+            message = event.step_failure_data.error.message.strip()
+            return f"run {result.run_id} ({chunk[0]}..{chunk[-1]}): {message}"
+    return f"run {result.run_id} ({chunk[0]}..{chunk[-1]}) failed"

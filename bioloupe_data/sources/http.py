@@ -1,0 +1,190 @@
+"""HTTP machinery shared by every source: timeouts, retries with backoff, `Retry-After`, and a
+rate limiter per base URL. Secrets passed as query parameters are redacted from every message."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import httpx
+import orjson
+import tenacity
+
+RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+SECRET_PARAMS = frozenset({"api_key", "apikey", "token", "key"})
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+
+
+class SourceError(RuntimeError):
+    """A request that failed for good: names the source, the request and the cause."""
+
+
+class TransientHTTPError(RuntimeError):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def redact_url(url: str, params: Mapping[str, Any] | None = None) -> str:
+    shown = {k: ("***" if k.lower() in SECRET_PARAMS else v) for k, v in (params or {}).items()}
+    return f"{url}?{urlencode(shown)}" if shown else url
+
+
+def is_local(base_url: str) -> bool:
+    return (urlsplit(base_url).hostname or "") in LOCAL_HOSTS
+
+
+class RateLimiter:
+    """At most `per_second` requests per second from this client (thread-safe)."""
+
+    def __init__(self, per_second: float | None) -> None:
+        self._interval = 1.0 / per_second if per_second else 0.0
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        if not self._interval:
+            return
+        with self._lock:
+            now = time.monotonic()
+            wait = self._next - now
+            self._next = max(now, self._next) + self._interval
+        if wait > 0:
+            time.sleep(wait)
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP date: rare enough that the exponential backoff covers it
+
+
+@dataclass
+class RetryEvent:
+    attempt: int
+    wait_seconds: float
+    cause: str
+
+
+@dataclass
+class HttpSettings:
+    timeout_seconds: float = 60.0
+    max_attempts: int = 6
+    backoff_initial: float = 1.0
+    backoff_max: float = 60.0
+    requests_per_second: float | None = None
+    user_agent: str = "bioloupe-data/0.1"
+
+
+@dataclass
+class HttpClient:
+    """A JSON/bytes GET client for one source and base URL."""
+
+    source: str
+    base_url: str
+    settings: HttpSettings = field(default_factory=HttpSettings)
+    on_retry: Callable[[RetryEvent], None] | None = None
+    retries: list[RetryEvent] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.base_url = self.base_url.rstrip("/")
+        rate = None if is_local(self.base_url) else self.settings.requests_per_second
+        self._limiter = RateLimiter(rate)
+        self._http = httpx.Client(
+            timeout=httpx.Timeout(self.settings.timeout_seconds),
+            headers={"User-Agent": self.settings.user_agent},
+            follow_redirects=True,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> HttpClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        url = f"{self.base_url}{path}"
+
+        def decode(body: bytes) -> Any:
+            try:
+                return orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                # A truncated body is a transport fault: the next attempt usually succeeds.
+                raise TransientHTTPError(f"invalid JSON body ({len(body)} bytes): {exc}") from exc
+
+        return self._request(url, params, decode)
+
+    def get_bytes(self, path: str, params: Mapping[str, Any] | None = None) -> bytes:
+        return self._request(f"{self.base_url}{path}", params, lambda body: body)
+
+    def _request(
+        self, url: str, params: Mapping[str, Any] | None, decode: Callable[[bytes], Any]
+    ) -> Any:
+        shown = redact_url(url, params)
+
+        def once() -> Any:
+            self._limiter.acquire()
+            try:
+                response = self._http.get(url, params=dict(params or {}))
+                body = response.read()
+            except httpx.TimeoutException as exc:
+                raise TransientHTTPError(
+                    f"timed out after {self.settings.timeout_seconds}s"
+                ) from exc
+            except httpx.TransportError as exc:
+                raise TransientHTTPError(f"connection error: {type(exc).__name__}") from exc
+            if response.status_code in RETRYABLE_STATUS:
+                raise TransientHTTPError(
+                    f"HTTP {response.status_code}",
+                    _parse_retry_after(response.headers.get("Retry-After")),
+                )
+            if response.status_code >= 400:
+                detail = body[:300].decode("utf-8", "replace")
+                raise SourceError(
+                    f"{self.source}: HTTP {response.status_code} for {shown}: {detail}"
+                )
+            return decode(body)
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(TransientHTTPError),
+            stop=tenacity.stop_after_attempt(self.settings.max_attempts),
+            wait=self._wait,
+            before_sleep=self._record_retry,
+            reraise=True,
+        )
+        try:
+            return retrying(once)
+        except TransientHTTPError as exc:
+            raise SourceError(
+                f"{self.source}: {exc} for {shown} (gave up after "
+                f"{self.settings.max_attempts} attempts)"
+            ) from None
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        backoff = min(
+            self.settings.backoff_max,
+            self.settings.backoff_initial * 2 ** (state.attempt_number - 1),
+        )
+        jittered = backoff / 2 + random.uniform(0, backoff / 2)
+        retry_after = getattr(exc, "retry_after", None)
+        return max(jittered, retry_after) if retry_after is not None else jittered
+
+    def _record_retry(self, state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        event = RetryEvent(state.attempt_number, wait, str(exc))
+        self.retries.append(event)
+        if self.on_retry:
+            self.on_retry(event)

@@ -1,0 +1,82 @@
+"""Where the warehouse lives: a server given by URL, or the embedded `pgserver` PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+WAREHOUSE_DATABASE = "bioloupe"
+DAGSTER_DATABASE = "dagster"
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddedServer:
+    """A PostgreSQL started by `pgserver` in a local folder; it outlives the process."""
+
+    data_dir: Path
+
+    def admin_url(self) -> str:
+        return _ensure_running(self.data_dir)
+
+    def url_for(self, database: str) -> str:
+        admin = self.admin_url()
+        ensure_database(admin, database)
+        return admin.replace("/postgres?", f"/{database}?", 1)
+
+
+def _ensure_running(data_dir: Path) -> str:
+    import pgserver  # imported lazily: starting a server is never import-time work
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(data_dir, cleanup_mode=None)
+    return server.get_uri()
+
+
+def ensure_database(admin_url: str, database: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (database,)
+        ).fetchone()
+        if not exists:
+            # Another process may create it at the same moment.
+            with suppress(psycopg.errors.DuplicateDatabase):
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("BIOLOUPE_HOME") or ".bioloupe").resolve() / "postgres"
+
+
+def resolve_warehouse_url(url: str | None, data_dir: Path | None = None) -> str:
+    """The configured URL, or the embedded server's warehouse database when none is set."""
+    if url:
+        return url
+    return EmbeddedServer(data_dir or default_data_dir()).url_for(WAREHOUSE_DATABASE)
+
+
+def as_sqlalchemy_psycopg2_url(url: str) -> str:
+    """Dagster's storage goes through SQLAlchemy; psycopg2 is the driver known to work there."""
+    for prefix in (
+        "postgresql+psycopg2://",
+        "postgresql+psycopg://",
+        "postgresql://",
+        "postgres://",
+    ):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url.removeprefix(prefix)
+    raise ValueError("not a PostgreSQL URL")
+
+
+@contextmanager
+def connect(url: str, *, autocommit: bool = False) -> Iterator[psycopg.Connection]:
+    conn = psycopg.connect(url, autocommit=autocommit, application_name="bioloupe-data")
+    try:
+        yield conn
+    finally:
+        conn.close()

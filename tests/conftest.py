@@ -1,0 +1,121 @@
+"""Shared fixtures: a throwaway PostgreSQL database per test, the replay server on the real
+records, and a Dagster instance whose storage is PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import psycopg
+import pytest
+from psycopg import sql
+
+from bioloupe_data.replay.server import ReplayServer
+from bioloupe_data.warehouse.database import EmbeddedServer, as_sqlalchemy_psycopg2_url
+
+REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
+CTGOV_DATA = REALDATA / "ctgov"
+LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _reachable(url: str) -> bool:
+    try:
+        with psycopg.connect(url, connect_timeout=3):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def admin_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A server to create throwaway databases on: `BIOLOUPE_TEST_ADMIN_URL`, the local server
+    on 127.0.0.1:5432, or else an embedded `pgserver` in a temporary folder."""
+    configured = os.environ.get("BIOLOUPE_TEST_ADMIN_URL")
+    if configured:
+        return configured
+    if _reachable(LOCAL_SERVER):
+        return LOCAL_SERVER
+    return EmbeddedServer(tmp_path_factory.mktemp("pgserver")).admin_url()
+
+
+def _url_for(admin: str, database: str) -> str:
+    base, _, query = admin.partition("?")
+    base = base.rsplit("/", 1)[0]
+    return f"{base}/{database}" + (f"?{query}" if query else "")
+
+
+def create_database(admin: str) -> str:
+    name = f"bioloupe_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return name
+
+
+def drop_database(admin: str, name: str) -> None:
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def database_url(admin_url: str) -> Iterator[str]:
+    name = create_database(admin_url)
+    try:
+        yield _url_for(admin_url, name)
+    finally:
+        drop_database(admin_url, name)
+
+
+@pytest.fixture
+def dagster_storage_url(admin_url: str) -> Iterator[str]:
+    name = create_database(admin_url)
+    try:
+        yield _url_for(admin_url, name)
+    finally:
+        drop_database(admin_url, name)
+
+
+def dagster_yaml(storage_url: str) -> str:
+    return (
+        "storage:\n"
+        "  postgres:\n"
+        f"    postgres_url: \"{as_sqlalchemy_psycopg2_url(storage_url)}\"\n"
+        "telemetry:\n"
+        "  enabled: false\n"
+    )
+
+
+@pytest.fixture
+def dagster_home(tmp_path: Path, dagster_storage_url: str) -> Path:
+    """A DAGSTER_HOME whose run, event and schedule storage is a throwaway PostgreSQL database."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(dagster_yaml(dagster_storage_url))
+    return home
+
+
+@pytest.fixture
+def instance(dagster_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dg.DagsterInstance]:
+    monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
+    with dg.DagsterInstance.get() as inst:
+        yield inst
+
+
+@pytest.fixture(scope="session")
+def ctgov_replay() -> Iterator[ReplayServer]:
+    with ReplayServer(CTGOV_DATA) as server:
+        yield server
+
+
+@pytest.fixture
+def pipeline_env(
+    monkeypatch: pytest.MonkeyPatch, database_url: str, ctgov_replay: ReplayServer
+) -> str:
+    """Environment for the definitions: the throwaway warehouse and the replay server."""
+    monkeypatch.setenv("BIOLOUPE_DATABASE_URL", database_url)
+    monkeypatch.setenv("CTGOV_BASE_URL", ctgov_replay.url)
+    monkeypatch.setenv("CTGOV_SCOPE", "all")
+    monkeypatch.setenv("BIOLOUPE_START_DATE", "2006-01-01")
+    return database_url
