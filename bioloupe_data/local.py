@@ -16,6 +16,10 @@ from bioloupe_data.warehouse.database import (
 )
 
 STORAGE_URL_VAR = "BIOLOUPE_DAGSTER_STORAGE_URL"
+# A range run ends with one materialization per partition; Dagster writes them as one batch
+# when this is set (its default, 0, writes them one by one: minutes for a 20-year range).
+EVENT_BATCH_SIZE_VAR = "DAGSTER_EVENT_BATCH_SIZE"
+EVENT_BATCH_SIZE = "1000"
 
 LOCAL_DAGSTER_YAML = f"""\
 # Written by `bioloupe-data` for local use; production uses dagster.yaml.example.
@@ -62,6 +66,8 @@ def prepare() -> LocalEnvironment:
         embedded = True
         os.environ["BIOLOUPE_DATABASE_URL"] = warehouse_url
     os.environ[STORAGE_URL_VAR] = storage_url
+    if not env(EVENT_BATCH_SIZE_VAR):
+        os.environ[EVENT_BATCH_SIZE_VAR] = EVENT_BATCH_SIZE
 
     dagster_home = Path(env("DAGSTER_HOME") or home / "dagster_home").resolve()
     if not env("DAGSTER_HOME"):

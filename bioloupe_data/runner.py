@@ -210,6 +210,7 @@ def run_backfill(
                         "bioloupe/launched_by": "cli",
                     },
                     raise_on_error=False,
+                    run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
                 )
             report.runs.append(run_id)
             for key in asset_keys:

@@ -56,7 +56,9 @@ def create_database(admin: str) -> str:
 
 def drop_database(admin: str, name: str) -> None:
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
 
 @pytest.fixture
@@ -81,7 +83,7 @@ def dagster_yaml(storage_url: str) -> str:
     return (
         "storage:\n"
         "  postgres:\n"
-        f"    postgres_url: \"{as_sqlalchemy_psycopg2_url(storage_url)}\"\n"
+        f'    postgres_url: "{as_sqlalchemy_psycopg2_url(storage_url)}"\n'
         "telemetry:\n"
         "  enabled: false\n"
     )

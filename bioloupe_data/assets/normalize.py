@@ -24,14 +24,22 @@ TRIAL_TABLES = ["trials", *CHILDREN]
 
 
 def _metadata(
-    counts: dict[str, UpsertCounts], rows: dict[str, int], documents: int, dead_letters: int
+    counts: dict[str, UpsertCounts],
+    rows: dict[str, int],
+    documents: int,
+    dead_letters: int,
+    *,
+    per_table: bool,
 ) -> dict[str, Any]:
     metadata: dict[str, Any] = {
         "dagster/row_count": rows["trials"],
         **counts["trials"].as_metadata(),
         "documents": documents,
         "dead_letters": dead_letters,
+        "child_rows_written": sum(counts[table].written for table in CHILDREN),
     }
+    if not per_table:  # a day's event stays small: thousands of them are written per range
+        return metadata
     for table in CHILDREN:
         metadata[f"{table}.rows"] = rows[table]
         metadata[f"{table}.written"] = counts[table].written
@@ -79,13 +87,15 @@ def build_trials_normalization(partitions_def: dg.PartitionsDefinition) -> dg.As
                 dg.AssetMaterialization(
                     asset_key=TRIALS_KEY,
                     partition=day.day.isoformat(),
-                    metadata=_metadata(day.counts, day.rows, day.documents, day.dead_letters),
+                    metadata=_metadata(
+                        day.counts, day.rows, day.documents, day.dead_letters, per_table=False
+                    ),
                 )
             )
 
         with warehouse.connection() as conn:
             normalize_days(conn, days_between(start, end), run_id=context.run.run_id, on_day=on_day)
-        metadata = _metadata(totals, rows, documents, dead_letters)
+        metadata = _metadata(totals, rows, documents, dead_letters, per_table=True)
         metadata["partitions_in_run"] = (end - start).days + 1
         return dg.MaterializeResult(metadata=metadata)
 

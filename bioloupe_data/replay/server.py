@@ -436,7 +436,7 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def run_forever(data_dir: Path, host: str = "127.0.0.1", port: int = 8000) -> None:
+def run_forever(data_dir: Path, host: str = "127.0.0.1", port: int = 8765) -> None:
     """Command-line entry: serve until Ctrl-C, then print the requests served per path."""
     server = ReplayServer(data_dir, host=host, port=port)
     store = server.store

@@ -74,8 +74,11 @@ def as_sqlalchemy_psycopg2_url(url: str) -> str:
 
 
 @contextmanager
-def connect(url: str, *, autocommit: bool = False) -> Iterator[psycopg.Connection]:
-    conn = psycopg.connect(url, autocommit=autocommit, application_name="bioloupe-data")
+def connect(url: str) -> Iterator[psycopg.Connection]:
+    """An autocommit connection: every unit of work opens its own `conn.transaction()`, which is
+    then a real transaction (not a savepoint inside an implicit one that closing would roll
+    back)."""
+    conn = psycopg.connect(url, autocommit=True, application_name="bioloupe-data")
     try:
         yield conn
     finally:

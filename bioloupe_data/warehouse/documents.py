@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from itertools import chain
 from datetime import UTC, date, datetime
+from itertools import chain
 from typing import Any
 
 import psycopg

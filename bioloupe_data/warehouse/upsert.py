@@ -8,14 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import count
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
 VERSION_COLUMNS = ("source_updated_at", "version_key", "content_hash")
-_staging_ids = count()
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,13 +79,19 @@ def _assign_from_excluded(names: Iterable[str]) -> sql.Composed:
 
 
 def create_staging(conn: psycopg.Connection, table: Table) -> sql.Identifier:
-    """A temporary table with the target's column types, dropped at commit."""
-    name = sql.Identifier(f"stg_{table.name}_{next(_staging_ids)}")
+    """An empty temporary table with the target's column types, emptied at commit.
+
+    Must be called inside a transaction. The table is created once per session and reused:
+    creating and dropping temporary tables for every day would churn the system catalog.
+    """
+    name = sql.Identifier(f"stg_{table.schema}_{table.name}")
     conn.execute(
-        sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
-            name, _idents(table.columns), table.ident
-        )
+        sql.SQL(
+            "CREATE TEMP TABLE IF NOT EXISTS {} ON COMMIT DELETE ROWS "
+            "AS SELECT {} FROM {} WITH NO DATA"
+        ).format(name, _idents(table.columns), table.ident)
     )
+    conn.execute(sql.SQL("DELETE FROM {}").format(name))
     return name
 
 
