@@ -41,7 +41,7 @@ def admin_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     return EmbeddedServer(tmp_path_factory.mktemp("pgserver")).admin_url()
 
 
-def _url_for(admin: str, database: str) -> str:
+def url_for(admin: str, database: str) -> str:
     base, _, query = admin.partition("?")
     base = base.rsplit("/", 1)[0]
     return f"{base}/{database}" + (f"?{query}" if query else "")
@@ -65,7 +65,7 @@ def drop_database(admin: str, name: str) -> None:
 def database_url(admin_url: str) -> Iterator[str]:
     name = create_database(admin_url)
     try:
-        yield _url_for(admin_url, name)
+        yield url_for(admin_url, name)
     finally:
         drop_database(admin_url, name)
 
@@ -74,7 +74,7 @@ def database_url(admin_url: str) -> Iterator[str]:
 def dagster_storage_url(admin_url: str) -> Iterator[str]:
     name = create_database(admin_url)
     try:
-        yield _url_for(admin_url, name)
+        yield url_for(admin_url, name)
     finally:
         drop_database(admin_url, name)
 

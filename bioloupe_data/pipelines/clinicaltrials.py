@@ -342,8 +342,14 @@ def _normalize_day(conn: psycopg.Connection, day: date, run_id: str) -> Normaliz
             result.rows[name] += copy_rows(
                 conn, child_staging[name], table.columns, child_rows[name]
             )
+    # Core follows raw.documents, which keeps the earliest snapshot of identical content.
     merged = merge_versioned(
-        conn, TRIALS, trial_staging, change_columns=TRIAL_CHANGE_COLUMNS, allow_same_version=True
+        conn,
+        TRIALS,
+        trial_staging,
+        change_columns=TRIAL_CHANGE_COLUMNS,
+        allow_same_version=True,
+        earliest_snapshot_of_same_content=True,
     )
     result.counts["trials"] = merged.counts
     changed = [key[0] for key in merged.changed_keys]

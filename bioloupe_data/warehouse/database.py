@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -22,20 +23,19 @@ class EmbeddedServer:
     data_dir: Path
 
     def admin_url(self) -> str:
-        return _ensure_running(self.data_dir)
+        return _ensure_running(self.data_dir).get_uri()
 
     def url_for(self, database: str) -> str:
-        admin = self.admin_url()
-        ensure_database(admin, database)
-        return admin.replace("/postgres?", f"/{database}?", 1)
+        server = _ensure_running(self.data_dir)
+        ensure_database(server.get_uri(), database)
+        return server.get_uri(database=database)
 
 
-def _ensure_running(data_dir: Path) -> str:
+def _ensure_running(data_dir: Path) -> Any:
     import pgserver  # imported lazily: starting a server is never import-time work
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(data_dir, cleanup_mode=None)
-    return server.get_uri()
+    return pgserver.get_server(data_dir, cleanup_mode=None)
 
 
 def ensure_database(admin_url: str, database: str) -> None:

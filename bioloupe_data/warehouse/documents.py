@@ -87,7 +87,12 @@ def land_documents(
     staging = create_staging(conn, DOCUMENTS)
     staged = copy_rows(conn, staging, DOCUMENTS.columns, chain([first], rows))
     result = merge_versioned(
-        conn, DOCUMENTS, staging, change_columns=DOCUMENT_CHANGE_COLUMNS, allow_same_version=False
+        conn,
+        DOCUMENTS,
+        staging,
+        change_columns=DOCUMENT_CHANGE_COLUMNS,
+        allow_same_version=False,
+        earliest_snapshot_of_same_content=True,
     )
     return staged, result.counts
 

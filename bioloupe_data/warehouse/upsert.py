@@ -117,12 +117,18 @@ def merge_versioned(
     *,
     change_columns: Sequence[str],
     allow_same_version: bool,
+    earliest_snapshot_of_same_content: bool = False,
 ) -> MergeResult:
     """Upsert the newest staged version of each key into `table`.
 
     A row is written only when the staged version is newer than the stored one (or as new, with
     `allow_same_version`) under the total order (source_updated_at, version_key, content_hash),
-    and `change_columns` differ. Returns counts and the keys written (inserted or updated),
+    and `change_columns` differ.
+
+    With `earliest_snapshot_of_same_content`, snapshots of identical content (same update time
+    and content hash, another `version_key`) converge on the earliest snapshot whatever order
+    they arrive in: a later one is not a change (`version_key` must then not be a change
+    column), an earlier one replaces the stored one. Returns counts and the keys written (inserted or updated),
     sorted.
     """
     key = table.key
@@ -140,8 +146,12 @@ def merge_versioned(
         INSERT INTO {target} AS t ({cols})
         SELECT {cols} FROM incoming ORDER BY {key}
         ON CONFLICT ({key}) DO UPDATE SET {assignments}
-        WHERE ({new_version}) {comparison} ({old_version})
-          AND ({old_change}) IS DISTINCT FROM ({new_change})
+        WHERE (({new_version}) {comparison} ({old_version})
+               AND ({old_change}) IS DISTINCT FROM ({new_change}))
+           OR ({earliest_snapshot}
+               AND EXCLUDED.source_updated_at = t.source_updated_at
+               AND EXCLUDED.content_hash = t.content_hash
+               AND EXCLUDED.version_key < t.version_key)
         RETURNING {returned_key}, (t.xmax = 0) AS inserted
         """
     ).format(
@@ -153,6 +163,7 @@ def merge_versioned(
         assignments=assignments,
         new_version=_prefixed("excluded", VERSION_COLUMNS),
         comparison=comparison,
+        earliest_snapshot=sql.SQL("TRUE" if earliest_snapshot_of_same_content else "FALSE"),
         old_version=_prefixed("t", VERSION_COLUMNS),
         old_change=_prefixed("t", change_columns),
         new_change=_prefixed("excluded", change_columns),

@@ -1,0 +1,235 @@
+"""ClinicalTrials.gov through Dagster into PostgreSQL: the real records, served over HTTP by the
+replay server, backfilled by the same code the CLI and the UI run."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from conftest import CTGOV_DATA, create_database, drop_database, url_for
+from warehouse_helpers import count, link_files, warehouse_digest, write_counters
+
+from bioloupe_data.assets.ingestion import CLINICALTRIALS_LANDING_KEY
+from bioloupe_data.assets.normalize import TRIALS_KEY
+from bioloupe_data.definitions import defs
+from bioloupe_data.partitions import MAX_DAYS_PER_RUN
+from bioloupe_data.replay.server import ReplayServer
+from bioloupe_data.runner import BackfillReport, plan, run_backfill
+
+KEYS = [CLINICALTRIALS_LANDING_KEY, TRIALS_KEY]
+COMPLETE_STUDIES = sorted(CTGOV_DATA.glob("NCT*.json"))
+ALT_VERSION = CTGOV_DATA / "alt_versions" / "NCT02552212.versionHolder-2023-12-12.json"
+
+
+def _last_update(path: Path) -> date:
+    study = json.loads(path.read_text())
+    return date.fromisoformat(
+        study["protocolSection"]["statusModule"]["lastUpdatePostDateStruct"]["date"]
+    )
+
+
+def _backfill(start: date, end: date, instance: dg.DagsterInstance | None = None) -> BackfillReport:
+    """A backfill as the CLI runs it. Unless a test is about Dagster's own records, its storage
+    is kept in memory: a 20-year range writes some 14,000 per-day events, and what these tests
+    check is the warehouse."""
+    if instance is not None:
+        return run_backfill(defs(), instance, KEYS, start, end)
+    with dg.DagsterInstance.ephemeral() as ephemeral:
+        return run_backfill(defs(), ephemeral, KEYS, start, end)
+
+
+def _counts(report: BackfillReport, asset: dg.AssetKey) -> dict[str, int]:
+    return report.assets[asset.to_user_string()].counts
+
+
+@pytest.fixture
+def served(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> Iterator[tuple[ReplayServer, Path]]:
+    """An empty replay folder and its server, wired into the definitions' environment."""
+    folder = tmp_path / "served"
+    folder.mkdir()
+    with ReplayServer(folder) as server:
+        monkeypatch.setenv("BIOLOUPE_DATABASE_URL", database_url)
+        monkeypatch.setenv("CTGOV_BASE_URL", server.url)
+        monkeypatch.setenv("CTGOV_SCOPE", "all")
+        monkeypatch.setenv("BIOLOUPE_START_DATE", "2006-01-01")
+        yield server, folder
+
+
+def test_every_real_study_lands_once_and_a_second_backfill_rewrites_nothing(
+    served: tuple[ReplayServer, Path], database_url: str
+) -> None:
+    server, folder = served
+    link_files(COMPLETE_STUDIES, folder)
+    assert server.reload() == len(COMPLETE_STUDIES) == 544
+    first_day = min(_last_update(p) for p in COMPLETE_STUDIES)
+    last_day = max(_last_update(p) for p in COMPLETE_STUDIES)
+    days = (last_day - first_day).days + 1
+
+    report = _backfill(first_day, last_day)
+
+    assert report.failed is None
+    assert len(report.runs) == math.ceil(days / MAX_DAYS_PER_RUN)
+    for key in KEYS:
+        assert report.assets[key.to_user_string()].partitions == days
+        assert _counts(report, key) == {"inserted": 544, "updated": 0, "unchanged": 0}
+    assert count(database_url, "raw.documents") == 544
+    assert count(database_url, "core.trials") == 544
+    assert count(database_url, "core.trial_sites") == 2629
+    assert count(database_url, "ops.dead_letters") == 0
+    assert count(database_url, "ops.partition_fetches") == days
+    assert count(database_url, "ops.partition_fetches", "received <> landed") == 0
+
+    requests_before = server.request_count
+    counters_before = write_counters(database_url)
+    rows_before = warehouse_digest(database_url)
+
+    again = _backfill(first_day, last_day)
+
+    assert again.failed is None
+    assert server.request_count > requests_before  # it fetched everything again...
+    for key in KEYS:  # ...and wrote nothing
+        assert _counts(again, key) == {"inserted": 0, "updated": 0, "unchanged": 544}
+    assert write_counters(database_url) == counters_before
+    assert warehouse_digest(database_url) == rows_before
+
+
+def test_a_newer_version_of_one_study_updates_exactly_its_row(
+    served: tuple[ReplayServer, Path], database_url: str, tmp_path: Path
+) -> None:
+    server, folder = served
+    studies = sorted(COMPLETE_STUDIES, key=_last_update)[-40:]  # the newest: a short range
+    link_files(studies, folder)
+    server.reload()
+    first_day = min(_last_update(p) for p in studies)
+    last_day = max(_last_update(p) for p in studies)
+    assert _backfill(first_day, last_day).failed is None
+
+    amended_path = studies[7]
+    study = json.loads(amended_path.read_text())
+    nct_id = study["protocolSection"]["identificationModule"]["nctId"]
+    new_day = last_day + timedelta(days=3)
+    status = study["protocolSection"]["statusModule"]
+    status["lastUpdatePostDateStruct"] = {"date": new_day.isoformat(), "type": "ACTUAL"}
+    study["protocolSection"]["identificationModule"]["briefTitle"] += " (amended)"
+    study["derivedSection"]["miscInfoModule"]["versionHolder"] = new_day.isoformat()
+    (folder / amended_path.name).unlink()
+    (folder / amended_path.name).write_text(json.dumps(study))
+    server.reload()
+    counters_before = write_counters(database_url)
+
+    report = _backfill(first_day, new_day)
+
+    assert report.failed is None
+    assert _counts(report, CLINICALTRIALS_LANDING_KEY)["updated"] == 1
+    assert _counts(report, TRIALS_KEY) == {"inserted": 0, "updated": 1, "unchanged": 39}
+    counters_after = write_counters(database_url)
+    ins, upd, dele = (
+        a - b
+        for a, b in zip(counters_after["core.trials"], counters_before["core.trials"], strict=True)
+    )
+    assert (ins, upd, dele) == (0, 1, 0)
+    changed = {
+        table
+        for table in counters_after
+        if counters_after[table] != counters_before[table] and table.startswith("core.")
+    }
+    assert changed == {"core.trials"}  # the amendment touched only the title
+    assert (
+        count(
+            database_url,
+            "core.trials",
+            f"nct_id = '{nct_id}' AND brief_title LIKE '%(amended)' "
+            f"AND last_update_posted_date = '{new_day}' AND partition_date = '{new_day}'",
+        )
+        == 1
+    )
+
+
+def test_two_snapshots_of_a_study_leave_identical_rows_in_either_order(
+    served: tuple[ReplayServer, Path], admin_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, folder = served
+    newer = CTGOV_DATA / "NCT02552212.json"  # versionHolder 2024-01-03, the other 2023-12-12
+    day = _last_update(newer)
+    assert _last_update(ALT_VERSION) == day
+    digests = []
+    for snapshots in ([ALT_VERSION, newer], [newer, ALT_VERSION]):
+        name = create_database(admin_url)
+        url = url_for(admin_url, name)
+        monkeypatch.setenv("BIOLOUPE_DATABASE_URL", url)
+        try:
+            for snapshot in snapshots:
+                for old in folder.iterdir():
+                    old.unlink()
+                (folder / "NCT02552212.json").symlink_to(snapshot)
+                server.reload()
+                assert _backfill(day, day).failed is None
+            assert count(url, "core.trials") == 1
+            assert count(url, "raw.documents", "version_key = '2024-01-03'") == 1
+            digests.append(warehouse_digest(url))
+        finally:
+            drop_database(admin_url, name)
+    assert digests[0] == digests[1]
+
+
+def test_a_year_is_one_run_per_asset_in_the_ui_and_on_the_command_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BIOLOUPE_START_DATE", "2020-01-01")
+    definitions = defs()
+    graph = definitions.resolve_asset_graph()
+    for key in KEYS:
+        policy = graph.get(key).backfill_policy
+        assert policy is not None and policy.max_partitions_per_run == MAX_DAYS_PER_RUN >= 365
+    _, chunks = plan(definitions, KEYS, date(2021, 1, 1), date(2021, 12, 31))
+    assert [(c[0], c[-1]) for c in chunks] == [("2021-01-01", "2021-12-31")]
+    _, chunks = plan(definitions, KEYS, date(2021, 1, 1), date(2023, 12, 31))
+    assert len(chunks) == 3
+
+
+def test_partial_and_broken_records_land_or_are_dead_lettered_with_a_reason(
+    served: tuple[ReplayServer, Path], database_url: str
+) -> None:
+    server, folder = served
+    day = date(2024, 5, 2)
+    partials = sorted((CTGOV_DATA / "partial").glob("NCT*.json"))
+    dated = []
+    for path in partials:
+        study = json.loads(path.read_text())
+        status = study["protocolSection"].get("statusModule")
+        if status is None:
+            continue  # undated: no date-range query can return it
+        status["lastUpdatePostDateStruct"] = {"date": day.isoformat(), "type": "ACTUAL"}
+        (folder / path.name).write_text(json.dumps(study))
+        dated.append(study["protocolSection"]["identificationModule"]["nctId"])
+    broken = json.loads(COMPLETE_STUDIES[0].read_text())
+    broken["protocolSection"]["statusModule"]["lastUpdatePostDateStruct"]["date"] = str(day)
+    broken["protocolSection"]["identificationModule"]["nctId"] = "NCT123"
+    (folder / "invalid_nct_id.json").write_text(json.dumps({"studies": [broken]}))
+    server.reload()
+    assert len(dated) >= 15
+
+    report = _backfill(day, day)
+
+    assert report.failed is None
+    landed = count(database_url, "raw.documents")
+    in_core = count(database_url, "core.trials")
+    rejected_at_normalize = count(
+        database_url, "ops.dead_letters", "stage = 'normalize' AND reason <> ''"
+    )
+    assert landed == len(dated)
+    assert in_core + rejected_at_normalize == len(dated)
+    assert count(database_url, "ops.dead_letters", "stage = 'landing' AND reason <> ''") >= 1
+    assert (
+        count(
+            database_url, "ops.partition_fetches", f"dead_letters >= 1 AND partition_date = '{day}'"
+        )
+        == 1
+    )
