@@ -128,8 +128,9 @@ def merge_versioned(
     With `earliest_snapshot_of_same_content`, snapshots of identical content (same update time
     and content hash, another `version_key`) converge on the earliest snapshot whatever order
     they arrive in: a later one is not a change (`version_key` must then not be a change
-    column), an earlier one replaces the stored one. Returns counts and the keys written (inserted or updated),
-    sorted.
+    column), an earlier one replaces the stored one.
+
+    Returns counts and the keys written (inserted or updated), sorted.
     """
     key = table.key
     comparison = sql.SQL(">=" if allow_same_version else ">")
