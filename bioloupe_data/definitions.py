@@ -30,7 +30,7 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     daily = daily_partitions(settings.start_date)
-    job = clinicaltrials_job(daily)
+    job = clinicaltrials_job()
     return dg.Definitions(
         assets=[
             CLINICALTRIALS_API,

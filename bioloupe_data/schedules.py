@@ -9,7 +9,7 @@ from bioloupe_data.assets.ingestion import CLINICALTRIALS_LANDING_KEY
 CLINICALTRIALS_JOB_NAME = "clinicaltrials_gov_daily"
 
 
-def clinicaltrials_job(partitions_def: dg.PartitionsDefinition) -> dg.UnresolvedAssetJobDefinition:
+def clinicaltrials_job() -> dg.UnresolvedAssetJobDefinition:
     """Land ClinicalTrials.gov days and normalize them into `core`, in one run per range."""
     return dg.define_asset_job(
         name=CLINICALTRIALS_JOB_NAME,
@@ -17,7 +17,6 @@ def clinicaltrials_job(partitions_def: dg.PartitionsDefinition) -> dg.Unresolved
             dg.AssetSelection.assets(CLINICALTRIALS_LANDING_KEY)
             | dg.AssetSelection.assets(CLINICALTRIALS_LANDING_KEY).downstream(depth=1)
         ).without_checks(),
-        partitions_def=partitions_def,
         description=__doc__,
     )
 

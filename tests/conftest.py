@@ -29,16 +29,32 @@ def _reachable(url: str) -> bool:
         return False
 
 
+def stop_embedded_server(data_dir: Path) -> None:
+    """Stop the server `pgserver` runs in `data_dir` (cleanup_mode=None never stops it)."""
+    import pgserver
+
+    if not (data_dir / "postmaster.pid").exists():
+        return
+    server = pgserver.get_server(data_dir, cleanup_mode=None)  # the running server's handle
+    pgserver.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
+    server.cleanup()  # forget the handle; with cleanup_mode None this stops nothing itself
+
+
 @pytest.fixture(scope="session")
-def admin_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+def admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A server to create throwaway databases on: `BIOLOUPE_TEST_ADMIN_URL`, the local server
     on 127.0.0.1:5432, or else an embedded `pgserver` in a temporary folder."""
     configured = os.environ.get("BIOLOUPE_TEST_ADMIN_URL")
     if configured:
-        return configured
-    if _reachable(LOCAL_SERVER):
-        return LOCAL_SERVER
-    return EmbeddedServer(tmp_path_factory.mktemp("pgserver")).admin_url()
+        yield configured
+    elif _reachable(LOCAL_SERVER):
+        yield LOCAL_SERVER
+    else:
+        data_dir = tmp_path_factory.mktemp("pgserver")
+        try:
+            yield EmbeddedServer(data_dir).admin_url()
+        finally:
+            stop_embedded_server(data_dir)
 
 
 def url_for(admin: str, database: str) -> str:

@@ -11,8 +11,6 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from conftest import CTGOV_DATA, create_database, drop_database, url_for
-from warehouse_helpers import count, link_files, warehouse_digest, write_counters
 
 from bioloupe_data.assets.ingestion import CLINICALTRIALS_LANDING_KEY
 from bioloupe_data.assets.normalize import TRIALS_KEY
@@ -20,6 +18,9 @@ from bioloupe_data.definitions import defs
 from bioloupe_data.partitions import MAX_DAYS_PER_RUN
 from bioloupe_data.replay.server import ReplayServer
 from bioloupe_data.runner import BackfillReport, plan, run_backfill
+
+from conftest import CTGOV_DATA, create_database, drop_database, url_for
+from warehouse_helpers import count, link_files, warehouse_digest, write_counters
 
 KEYS = [CLINICALTRIALS_LANDING_KEY, TRIALS_KEY]
 COMPLETE_STUDIES = sorted(CTGOV_DATA.glob("NCT*.json"))

@@ -28,6 +28,8 @@ from bioloupe_data.warehouse.database import (
 )
 from bioloupe_data.warehouse.migrate import Migration, bundled_migrations, migrate
 
+from conftest import stop_embedded_server
+
 WAREHOUSE_TABLES = {
     ("raw", "documents"),
     ("ops", "partition_fetches"),
@@ -258,22 +260,13 @@ def test_default_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 # ----------------------------------------------------------------------------- embedded server
 
 
-def _stop_embedded(data_dir: Path) -> None:
-    """Stop the server `pgserver` runs in `data_dir` (cleanup_mode=None never stops it)."""
-    if not (data_dir / "postmaster.pid").exists():
-        return
-    server = pgserver.get_server(data_dir, cleanup_mode=None)  # the running server's handle
-    pgserver.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
-    server.cleanup()  # forget the handle; with cleanup_mode None this stops nothing itself
-
-
 @pytest.fixture
 def embedded_dir(tmp_path: Path) -> Iterator[Path]:
     data_dir = tmp_path / "pg"
     try:
         yield data_dir
     finally:
-        _stop_embedded(data_dir)
+        stop_embedded_server(data_dir)
 
 
 def _postmaster(url: str) -> int:
@@ -321,7 +314,7 @@ def test_embedded_warehouse_keeps_its_data_across_restarts(embedded_dir: Path) -
         c.execute("CREATE TABLE ops.marker (note text)")
         c.execute("INSERT INTO ops.marker VALUES ('kept')")
 
-    _stop_embedded(embedded_dir)
+    stop_embedded_server(embedded_dir)
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(url, connect_timeout=3).close()
 

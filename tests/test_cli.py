@@ -1,0 +1,253 @@
+"""The `bioloupe-data` command as a user runs it: a separate process, its own Dagster instance
+(`DAGSTER_HOME` with PostgreSQL storage), and the warehouse given by URL or embedded."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
+
+import dagster as dg
+import pgserver
+import psycopg
+import pytest
+
+from bioloupe_data.assets.ingestion import CLINICALTRIALS_LANDING_KEY
+from bioloupe_data.assets.normalize import TRIALS_KEY
+from bioloupe_data.replay.server import ReplayServer
+from bioloupe_data.replay.synth import write_synthetic
+
+from conftest import (
+    CTGOV_DATA,
+    create_database,
+    dagster_yaml,
+    drop_database,
+    stop_embedded_server,
+    url_for,
+)
+from warehouse_helpers import count, link_files, warehouse_digest
+
+CLI = [str(Path(sys.executable).with_name("bioloupe-data"))]
+KILL_DAYS, KILL_PER_DAY = 10, 250
+KILL_END = date(2024, 3, 10)
+
+
+def _environment(**values: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BIOLOUPE_", "CTGOV_"))}
+    env.pop("DAGSTER_HOME", None)
+    env.update(values)
+    return env
+
+
+@pytest.fixture
+def dagster_instance_home(tmp_path: Path, dagster_storage_url: str) -> Path:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(dagster_yaml(dagster_storage_url))
+    return home
+
+
+def _materialized(home: Path, key: dg.AssetKey) -> set[str]:
+    os.environ["DAGSTER_HOME"] = str(home)
+    try:
+        with dg.DagsterInstance.get() as instance:
+            return set(instance.get_materialized_partitions(key))
+    finally:
+        del os.environ["DAGSTER_HOME"]
+
+
+def _days(start: date, end: date) -> set[str]:
+    return {(start + timedelta(days=i)).isoformat() for i in range((end - start).days + 1)}
+
+
+def test_backfill_command_on_a_server_given_by_url(
+    tmp_path: Path, database_url: str, dagster_instance_home: Path
+) -> None:
+    studies = sorted(CTGOV_DATA.glob("NCT*.json"), key=lambda p: p.stat().st_size)[:25]
+    folder = link_files(studies, tmp_path / "served")
+    days = sorted(
+        json.loads(p.read_text())["protocolSection"]["statusModule"]["lastUpdatePostDateStruct"][
+            "date"
+        ]
+        for p in studies
+    )
+    start, end = date.fromisoformat(days[-1]) - timedelta(days=20), date.fromisoformat(days[-1])
+    expected = sum(1 for d in days if d >= start.isoformat())
+    with ReplayServer(folder) as server:
+        env = _environment(
+            BIOLOUPE_DATABASE_URL=database_url,
+            DAGSTER_HOME=str(dagster_instance_home),
+            CTGOV_BASE_URL=server.url,
+            CTGOV_SCOPE="all",
+            BIOLOUPE_START_DATE="2006-01-01",
+        )
+        command = [*CLI, "backfill", "--from", str(start), "--to", str(end)]
+        done = subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=300, check=False
+        )
+    assert done.returncode == 0, done.stderr
+    assert "inserted" in done.stdout and "core/trials" in done.stdout
+    assert count(database_url, "core.trials") == expected >= 1
+    for key in (CLINICALTRIALS_LANDING_KEY, TRIALS_KEY):
+        assert _materialized(dagster_instance_home, key) == _days(start, end)
+    assert not (tmp_path / ".bioloupe").exists()  # nothing embedded was started
+
+
+def test_backfill_command_rejects_a_range_outside_the_partitions(
+    tmp_path: Path, database_url: str, dagster_instance_home: Path
+) -> None:
+    env = _environment(
+        BIOLOUPE_DATABASE_URL=database_url,
+        DAGSTER_HOME=str(dagster_instance_home),
+        BIOLOUPE_START_DATE="2020-01-01",
+    )
+    done = subprocess.run(
+        [*CLI, "backfill", "--from", "2019-12-01", "--to", "2020-01-05"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "outside the partitions" in done.stderr
+
+
+@pytest.fixture(scope="module")
+def synthetic_days(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("synthetic")
+    write_synthetic(folder, KILL_DAYS, KILL_PER_DAY, seed=11, end=KILL_END)
+    return folder
+
+
+def _committed_days(url: str) -> dict[str, int]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT partition_date::text, landed FROM ops.partition_fetches "
+            "WHERE source = 'clinicaltrials_gov'"
+        ).fetchall()
+    return dict(rows)
+
+
+def _landed_by_day(url: str) -> dict[str, int]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT partition_date::text, count(*) FROM raw.documents GROUP BY 1"
+        ).fetchall()
+    return dict(rows)
+
+
+def test_a_killed_backfill_keeps_its_committed_days_and_a_rerun_converges(
+    synthetic_days: Path, database_url: str, dagster_instance_home: Path, admin_url: str
+) -> None:
+    start = KILL_END - timedelta(days=KILL_DAYS - 1)
+    with ReplayServer(synthetic_days) as server:
+        env = _environment(
+            BIOLOUPE_DATABASE_URL=database_url,
+            DAGSTER_HOME=str(dagster_instance_home),
+            CTGOV_BASE_URL=server.url,
+            CTGOV_SCOPE="all",
+            BIOLOUPE_START_DATE="2024-01-01",
+        )
+        command = [*CLI, "backfill", "--from", str(start), "--to", str(KILL_END)]
+        process = subprocess.Popen(
+            command,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 240
+            while len(_materialized(dagster_instance_home, CLINICALTRIALS_LANDING_KEY)) < 2:
+                assert process.poll() is None, "the backfill ended before it could be killed"
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            assert process.poll() is None, "the backfill ended before it could be killed"
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+
+        committed = _committed_days(database_url)
+        materialized = _materialized(dagster_instance_home, CLINICALTRIALS_LANDING_KEY)
+        landed = _landed_by_day(database_url)
+        assert len(committed) < KILL_DAYS, "the kill came too late to test anything"
+        # Every committed day is whole; nothing of the day in flight was kept.
+        assert set(committed.values()) == {KILL_PER_DAY}
+        assert landed == committed
+        # What Dagster recorded as materialized is committed; at most the very last committed
+        # day can be missing (killed between its commit and the event write).
+        assert len(materialized) >= 2
+        assert materialized <= set(committed)
+        assert set(committed) - materialized <= {max(committed)}
+
+        rerun = subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=300, check=False
+        )
+        assert rerun.returncode == 0, rerun.stderr
+
+        reference = create_database(admin_url)
+        try:
+            reference_url = url_for(admin_url, reference)
+            uninterrupted = subprocess.run(
+                command,
+                env={**env, "BIOLOUPE_DATABASE_URL": reference_url},
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+            )
+            assert uninterrupted.returncode == 0, uninterrupted.stderr
+            assert warehouse_digest(database_url) == warehouse_digest(reference_url)
+        finally:
+            drop_database(admin_url, reference)
+    assert _materialized(dagster_instance_home, TRIALS_KEY) == _days(start, KILL_END)
+    assert count(database_url, "core.trials") == KILL_DAYS * KILL_PER_DAY
+
+
+@pytest.fixture
+def embedded_home(tmp_path: Path) -> Iterator[Path]:
+    home = tmp_path / "bioloupe_home"
+    try:
+        yield home
+    finally:
+        stop_embedded_server(home / "postgres")
+
+
+def test_demo_runs_on_the_embedded_server_and_a_second_demo_changes_nothing(
+    embedded_home: Path,
+) -> None:
+    env = _environment(BIOLOUPE_HOME=str(embedded_home))
+    first = subprocess.run(
+        [*CLI, "demo", "--days", "5", "--per-day", "10"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert first.returncode == 0, first.stderr
+    assert "nothing changed" not in first.stderr + first.stdout
+    assert (embedded_home / "postgres" / "postmaster.pid").exists()
+
+    second = subprocess.run(
+        [*CLI, "demo", "--days", "5", "--per-day", "10"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert second.returncode == 0, second.stderr
+    assert "nothing changed" in second.stderr + second.stdout
+    server = pgserver.get_server(embedded_home / "postgres", cleanup_mode=None)
+    url = server.get_uri(database="bioloupe")
+    assert count(url, "core.trials") == 50
