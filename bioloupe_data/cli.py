@@ -118,8 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--per-day", type=int, default=40)
     demo.set_defaults(func=cmd_demo)
 
-    dev = commands.add_parser("dev", help="`dagster dev` on the embedded Postgres")
-    dev.add_argument("dagster_args", nargs=argparse.REMAINDER)
+    dev = commands.add_parser(
+        "dev", help="`dagster dev` on the embedded Postgres (other options go to dagster dev)"
+    )
     dev.set_defaults(func=cmd_dev)
 
     replay = commands.add_parser("replay-server", help="serve recorded API data offline")
@@ -138,7 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and args.command != "dev":
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.dagster_args = unknown  # `dev -p 3001` passes `-p 3001` to dagster dev
     return args.func(args)
 
 
