@@ -35,12 +35,20 @@ def redact_url(url: str, params: Mapping[str, Any] | None = None) -> str:
     return f"{url}?{urlencode(shown)}" if shown else url
 
 
+def redact_text(text: str, params: Mapping[str, Any] | None = None) -> str:
+    """`text` with the value of every secret parameter replaced (servers echo keys back)."""
+    for name, value in (params or {}).items():
+        if name.lower() in SECRET_PARAMS and str(value):
+            text = text.replace(str(value), "***")
+    return text
+
+
 def is_local(base_url: str) -> bool:
     return (urlsplit(base_url).hostname or "") in LOCAL_HOSTS
 
 
 class RateLimiter:
-    """At most `per_second` requests per second from this client (thread-safe)."""
+    """At most `per_second` requests per second (thread-safe)."""
 
     def __init__(self, per_second: float | None) -> None:
         self._interval = 1.0 / per_second if per_second else 0.0
@@ -56,6 +64,22 @@ class RateLimiter:
             self._next = max(now, self._next) + self._interval
         if wait > 0:
             time.sleep(wait)
+
+
+_limiters: dict[tuple[str, float], RateLimiter] = {}
+_limiters_lock = threading.Lock()
+
+
+def shared_limiter(base_url: str, per_second: float | None) -> RateLimiter:
+    """One limiter per base URL and rate in this process, so several clients of one host
+    together stay within its limit; none for a local host (a replay server)."""
+    if not per_second or is_local(base_url):
+        return RateLimiter(None)
+    key = (base_url.rstrip("/"), per_second)
+    with _limiters_lock:
+        if key not in _limiters:
+            _limiters[key] = RateLimiter(per_second)
+        return _limiters[key]
 
 
 def _parse_retry_after(value: str | None) -> float | None:
@@ -81,6 +105,9 @@ class HttpSettings:
     backoff_initial: float = 1.0
     backoff_max: float = 60.0
     requests_per_second: float | None = None
+    # A longer Retry-After than this fails the request (and the step retries later) rather than
+    # holding a run for hours.
+    max_retry_after: float = 600.0
     user_agent: str = "bioloupe-data/0.1"
 
 
@@ -96,8 +123,7 @@ class HttpClient:
 
     def __post_init__(self) -> None:
         self.base_url = self.base_url.rstrip("/")
-        rate = None if is_local(self.base_url) else self.settings.requests_per_second
-        self._limiter = RateLimiter(rate)
+        self._limiter = shared_limiter(self.base_url, self.settings.requests_per_second)
         self._http = httpx.Client(
             timeout=httpx.Timeout(self.settings.timeout_seconds),
             headers={"User-Agent": self.settings.user_agent},
@@ -145,12 +171,15 @@ class HttpClient:
             except httpx.TransportError as exc:
                 raise TransientHTTPError(f"connection error: {type(exc).__name__}") from exc
             if response.status_code in RETRYABLE_STATUS:
-                raise TransientHTTPError(
-                    f"HTTP {response.status_code}",
-                    _parse_retry_after(response.headers.get("Retry-After")),
-                )
+                retry_after = _parse_retry_after(response.headers.get("Retry-After"))
+                if retry_after is not None and retry_after > self.settings.max_retry_after:
+                    raise SourceError(
+                        f"{self.source}: HTTP {response.status_code} for {shown} asks to retry "
+                        f"after {retry_after:.0f}s (more than {self.settings.max_retry_after:.0f}s)"
+                    )
+                raise TransientHTTPError(f"HTTP {response.status_code}", retry_after)
             if response.status_code >= 400:
-                detail = body[:300].decode("utf-8", "replace")
+                detail = redact_text(body[:300].decode("utf-8", "replace"), params)
                 raise SourceError(
                     f"{self.source}: HTTP {response.status_code} for {shown}: {detail}"
                 )

@@ -50,7 +50,9 @@ class ClinicalTrialsClient:
     def create(
         cls, base_url: str | None = None, scope: str | None = None, **settings: Any
     ) -> ClinicalTrialsClient:
-        http_settings = HttpSettings(requests_per_second=PUBLIC_REQUESTS_PER_SECOND, **settings)
+        http_settings = HttpSettings(
+            **{"requests_per_second": PUBLIC_REQUESTS_PER_SECOND, **settings}
+        )
         return cls(HttpClient(SOURCE, base_url or PUBLIC_BASE_URL, http_settings), scope)
 
     def close(self) -> None:
