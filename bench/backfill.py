@@ -17,6 +17,7 @@ import os
 import tempfile
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, timedelta
@@ -137,10 +138,11 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=180)
     parser.add_argument("--per-day", type=int, default=20)
     args = parser.parse_args()
+    warnings.filterwarnings("ignore", message=r".*is currently in beta")
     end = date(2024, 12, 31)
     start = end - timedelta(days=args.days - 1)
     os.environ.update(CTGOV_SCOPE="all", BIOLOUPE_START_DATE=str(start))
-    console = Console()
+    console = Console(width=110)
     rows: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as data:
         summary = write_synthetic(Path(data), args.days, args.per_day, seed=5, end=end)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -139,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # The project relies on BackfillPolicy knowingly; the beta notice is noise on a terminal.
+    warnings.filterwarnings("ignore", message=r".*is currently in beta")
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown and args.command != "dev":
