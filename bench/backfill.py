@@ -33,7 +33,9 @@ from rich.table import Table
 from bioloupe_data.assets.ingestion import CLINICALTRIALS_LANDING_KEY
 from bioloupe_data.assets.normalize import TRIALS_KEY
 from bioloupe_data.definitions import defs
-from bioloupe_data.pipelines.clinicaltrials import days_between, land_range, normalize_days
+from bioloupe_data.pipelines.clinicaltrials import TRIALS_SPEC, land_range
+from bioloupe_data.pipelines.landing import days_between
+from bioloupe_data.pipelines.normalize import normalize_days
 from bioloupe_data.replay.server import ReplayServer
 from bioloupe_data.replay.synth import write_synthetic
 from bioloupe_data.runner import run_backfill
@@ -99,7 +101,7 @@ def pipeline_only(url: str, server: ReplayServer, start: date, end: date) -> dic
 
         def run() -> int:
             landed = land_range(conn, client, start, end, run_id="bench")
-            normalized = normalize_days(conn, days_between(start, end), run_id="bench")
+            normalized = normalize_days(conn, TRIALS_SPEC, days_between(start, end), run_id="bench")
             return sum(d.counts.inserted + d.counts.updated for d in landed) + sum(
                 d.counts["trials"].inserted + d.counts["trials"].updated for d in normalized
             )
@@ -145,7 +147,9 @@ def main() -> None:
     console = Console(width=110)
     rows: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as data:
-        summary = write_synthetic(Path(data), args.days, args.per_day, seed=5, end=end)
+        summary = write_synthetic(
+            Path(data), args.days, args.per_day, seed=5, end=end, pubmed_per_day=0
+        )
         with ReplayServer(Path(data)) as server:
             os.environ["CTGOV_BASE_URL"] = server.url
             with throwaway_database() as url:

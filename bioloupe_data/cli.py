@@ -91,11 +91,24 @@ def cmd_replay_server(args: argparse.Namespace) -> int:
 def cmd_synth(args: argparse.Namespace) -> int:
     from bioloupe_data.replay.synth import write_synthetic
 
-    summary = write_synthetic(Path(args.out), args.days, args.per_day, seed=args.seed)
+    summary = write_synthetic(
+        Path(args.out),
+        args.days,
+        args.per_day,
+        seed=args.seed,
+        pubmed_per_day=args.pubmed_per_day,
+        nct_fraction=args.nct_fraction,
+    )
     console.print(
         f"wrote {summary.studies} studies in {summary.files} files "
         f"({summary.bytes / 1e6:.1f} MB) for {summary.first_day}..{summary.last_day} to {args.out}"
     )
+    if summary.articles:
+        console.print(
+            f"wrote {summary.articles} PubMed articles ({summary.citing_articles} citing a "
+            f"synthetic trial) in {summary.pubmed_files} files "
+            f"({summary.pubmed_bytes / 1e6:.1f} MB)"
+        )
     return 0
 
 
@@ -108,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     backfill = commands.add_parser("backfill", help="run a date range through Dagster here")
     backfill.add_argument("--from", dest="start", type=_date, required=True)
     backfill.add_argument("--to", dest="end", type=_date, required=True)
-    backfill.add_argument("--source", choices=["clinicaltrials_gov"], default=None)
+    backfill.add_argument("--source", choices=["clinicaltrials_gov", "pubmed"], default=None)
     backfill.add_argument(
         "--select", default=None, help="comma-separated asset keys, e.g. raw/clinicaltrials_gov"
     )
@@ -130,11 +143,23 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--port", type=int, default=8765)
     replay.set_defaults(func=cmd_replay_server)
 
-    synth = commands.add_parser("synth", help="write synthetic studies")
+    synth = commands.add_parser("synth", help="write synthetic studies and PubMed articles")
     synth.add_argument("--days", type=int, required=True)
     synth.add_argument("--per-day", type=int, required=True)
     synth.add_argument("--out", required=True)
     synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument(
+        "--pubmed-per-day",
+        type=int,
+        default=None,
+        help="PubMed articles revised per day (default: --per-day; 0 for none)",
+    )
+    synth.add_argument(
+        "--nct-fraction",
+        type=float,
+        default=0.2,
+        help="share of articles reporting a synthetic trial (default 0.2)",
+    )
     synth.set_defaults(func=cmd_synth)
     return parser
 

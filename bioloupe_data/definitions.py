@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import dagster as dg
 
-from bioloupe_data.assets.ingestion import build_clinicaltrials_landing
-from bioloupe_data.assets.normalize import build_trials_normalization
-from bioloupe_data.assets.sources import CLINICALTRIALS_API
+from bioloupe_data.assets.ingestion import (
+    CLINICALTRIALS_LANDING,
+    PUBMED_LANDING,
+    build_landing_asset,
+)
+from bioloupe_data.assets.normalize import (
+    PUBLICATIONS_NORMALIZATION,
+    TRIALS_NORMALIZATION,
+    build_normalization_asset,
+)
+from bioloupe_data.assets.sources import CLINICALTRIALS_API, PUBMED_API
 from bioloupe_data.partitions import daily_partitions
-from bioloupe_data.resources import ClinicalTrialsResource, WarehouseResource
-from bioloupe_data.schedules import clinicaltrials_job, clinicaltrials_schedule
+from bioloupe_data.resources import ClinicalTrialsResource, PubmedResource, WarehouseResource
+from bioloupe_data.schedules import (
+    clinicaltrials_job,
+    clinicaltrials_schedule,
+    pubmed_job,
+    pubmed_schedule,
+)
 from bioloupe_data.settings import Settings, env
 
 
@@ -25,20 +38,29 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
         "clinicaltrials": ClinicalTrialsResource(
             base_url=_from_env("CTGOV_BASE_URL"), scope=_from_env("CTGOV_SCOPE")
         ),
+        "pubmed": PubmedResource(
+            base_url=_from_env("PUBMED_BASE_URL"),
+            query=_from_env("PUBMED_QUERY"),
+            api_key=_from_env("NCBI_API_KEY"),
+            email=_from_env("NCBI_EMAIL"),
+        ),
     }
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     daily = daily_partitions(settings.start_date)
-    job = clinicaltrials_job()
+    jobs = [clinicaltrials_job(), pubmed_job()]
     return dg.Definitions(
         assets=[
             CLINICALTRIALS_API,
-            build_clinicaltrials_landing(daily),
-            build_trials_normalization(daily),
+            PUBMED_API,
+            build_landing_asset(CLINICALTRIALS_LANDING, daily),
+            build_normalization_asset(TRIALS_NORMALIZATION, daily),
+            build_landing_asset(PUBMED_LANDING, daily),
+            build_normalization_asset(PUBLICATIONS_NORMALIZATION, daily),
         ],
-        jobs=[job],
-        schedules=[clinicaltrials_schedule(job)],
+        jobs=jobs,
+        schedules=[clinicaltrials_schedule(jobs[0]), pubmed_schedule(jobs[1])],
         resources=build_resources(),
     )
 

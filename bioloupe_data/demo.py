@@ -24,6 +24,9 @@ SUMMARY_TABLES = (
     "core.trial_interventions",
     "core.trial_sponsors",
     "core.trial_conditions",
+    "core.publications",
+    "core.publication_authors",
+    "core.publication_trials",
     "ops.partition_fetches",
     "ops.dead_letters",
 )
@@ -37,13 +40,15 @@ def run_demo(days: int, per_day: int, console: Console) -> int:
     summary = write_synthetic(data_dir, days, per_day, seed=7, end=yesterday)
     console.print(f"synthetic data: {summary.studies} studies for {start}..{yesterday}")
     os.environ["CTGOV_SCOPE"] = "all"
+    os.environ["PUBMED_QUERY"] = "all[sb]"
     with ReplayServer(data_dir) as server:
         os.environ["CTGOV_BASE_URL"] = server.url
+        os.environ["PUBMED_BASE_URL"] = server.url
         with dg.DagsterInstance.get() as instance:
             report = run_backfill(
                 defs(),
                 instance,
-                SOURCE_ASSETS["clinicaltrials_gov"],
+                [key for keys in SOURCE_ASSETS.values() for key in keys],
                 start,
                 yesterday,
                 console=console,

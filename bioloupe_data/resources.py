@@ -12,7 +12,9 @@ from pydantic import PrivateAttr
 
 from bioloupe_data.sources.clinicaltrials import ClinicalTrialsClient
 from bioloupe_data.sources.clinicaltrials.client import PUBLIC_BASE_URL
-from bioloupe_data.sources.http import RetryEvent
+from bioloupe_data.sources.http import HttpClient, RetryEvent
+from bioloupe_data.sources.pubmed.client import PUBLIC_BASE_URL as PUBMED_PUBLIC_BASE_URL
+from bioloupe_data.sources.pubmed.client import PubmedClient
 from bioloupe_data.warehouse.database import connect, default_data_dir, resolve_warehouse_url
 from bioloupe_data.warehouse.migrate import migrate
 
@@ -58,16 +60,49 @@ class ClinicalTrialsResource(dg.ConfigurableResource):
             timeout_seconds=self.timeout_seconds,
             max_attempts=self.max_attempts,
         )
-        if log is not None:
-
-            def log_retry(event: RetryEvent) -> None:
-                log.warning(
-                    f"clinicaltrials_gov: attempt {event.attempt} failed ({event.cause}); "
-                    f"retrying in {event.wait_seconds:.1f}s"
-                )
-
-            client.http.on_retry = log_retry
+        _log_retries(client.http, log)
         try:
             yield client
         finally:
             client.close()
+
+
+class PubmedResource(dg.ConfigurableResource):
+    """NCBI E-utilities for PubMed (`PUBMED_BASE_URL`, query `PUBMED_QUERY`, `NCBI_API_KEY`)."""
+
+    base_url: str = PUBMED_PUBLIC_BASE_URL
+    query: str = ""
+    api_key: str = ""
+    email: str = ""
+    timeout_seconds: float = 120.0
+    max_attempts: int = 6
+
+    @contextmanager
+    def client(self, log: dg.DagsterLogManager | None = None) -> Iterator[PubmedClient]:
+        client = PubmedClient.create(
+            self.base_url or PUBMED_PUBLIC_BASE_URL,
+            self.query or None,
+            email=self.email or None,
+            api_key=self.api_key or None,
+            timeout_seconds=self.timeout_seconds,
+            max_attempts=self.max_attempts,
+        )
+        _log_retries(client.http, log)
+        try:
+            yield client
+        finally:
+            client.close()
+
+
+def _log_retries(http: HttpClient, log: dg.DagsterLogManager | None) -> None:
+    """Each request-level retry as a warning in the run's log (secrets already redacted)."""
+    if log is None:
+        return
+
+    def log_retry(event: RetryEvent) -> None:
+        log.warning(
+            f"{http.source}: attempt {event.attempt} failed ({event.cause}); "
+            f"retrying in {event.wait_seconds:.1f}s"
+        )
+
+    http.on_retry = log_retry

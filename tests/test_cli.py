@@ -18,8 +18,8 @@ import pgserver
 import psycopg
 import pytest
 
-from bioloupe_data.assets.ingestion import CLINICALTRIALS_LANDING_KEY
-from bioloupe_data.assets.normalize import TRIALS_KEY
+from bioloupe_data.assets.ingestion import CLINICALTRIALS_LANDING_KEY, PUBMED_LANDING_KEY
+from bioloupe_data.assets.normalize import PUBLICATIONS_KEY, TRIALS_KEY
 from bioloupe_data.replay.server import ReplayServer
 from bioloupe_data.replay.synth import write_synthetic
 
@@ -39,7 +39,11 @@ KILL_END = date(2024, 3, 10)
 
 
 def _environment(**values: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BIOLOUPE_", "CTGOV_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("BIOLOUPE_", "CTGOV_", "PUBMED_", "NCBI_"))
+    }
     env.pop("DAGSTER_HOME", None)
     env.update(values)
     return env
@@ -88,6 +92,7 @@ def test_backfill_command_on_a_server_given_by_url(
             BIOLOUPE_START_DATE="2006-01-01",
         )
         command = [*CLI, "backfill", "--from", str(start), "--to", str(end)]
+        command += ["--source", "clinicaltrials_gov"]
         done = subprocess.run(
             command, env=env, capture_output=True, text=True, timeout=300, check=False
         )
@@ -122,7 +127,7 @@ def test_backfill_command_rejects_a_range_outside_the_partitions(
 @pytest.fixture(scope="module")
 def synthetic_days(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("synthetic")
-    write_synthetic(folder, KILL_DAYS, KILL_PER_DAY, seed=11, end=KILL_END)
+    write_synthetic(folder, KILL_DAYS, KILL_PER_DAY, seed=11, end=KILL_END, pubmed_per_day=0)
     return folder
 
 
@@ -138,7 +143,8 @@ def _committed_days(url: str) -> dict[str, int]:
 def _landed_by_day(url: str) -> dict[str, int]:
     with psycopg.connect(url) as conn:
         rows = conn.execute(
-            "SELECT partition_date::text, count(*) FROM raw.documents GROUP BY 1"
+            "SELECT partition_date::text, count(*) FROM raw.documents "
+            "WHERE source = 'clinicaltrials_gov' GROUP BY 1"
         ).fetchall()
     return dict(rows)
 
@@ -156,6 +162,7 @@ def test_a_killed_backfill_keeps_its_committed_days_and_a_rerun_converges(
             BIOLOUPE_START_DATE="2024-01-01",
         )
         command = [*CLI, "backfill", "--from", str(start), "--to", str(KILL_END)]
+        command += ["--source", "clinicaltrials_gov"]
         process = subprocess.Popen(
             command,
             env=env,
@@ -251,3 +258,44 @@ def test_demo_runs_on_the_embedded_server_and_a_second_demo_changes_nothing(
     server = pgserver.get_server(embedded_home / "postgres", cleanup_mode=None)
     url = server.get_uri(database="bioloupe")
     assert count(url, "core.trials") == 50
+
+
+def test_backfill_of_one_source_then_of_both_over_one_range(
+    tmp_path: Path, database_url: str, dagster_instance_home: Path
+) -> None:
+    end = date(2024, 5, 3)
+    start = end - timedelta(days=2)
+    folder = tmp_path / "served"
+    summary = write_synthetic(folder, 3, 8, seed=4, end=end, pubmed_per_day=6)
+    with ReplayServer(folder) as server:
+        env = _environment(
+            BIOLOUPE_DATABASE_URL=database_url,
+            DAGSTER_HOME=str(dagster_instance_home),
+            CTGOV_BASE_URL=server.url,
+            CTGOV_SCOPE="all",
+            PUBMED_BASE_URL=server.url,
+            PUBMED_QUERY="all[sb]",
+            BIOLOUPE_START_DATE="2024-01-01",
+        )
+        command = [*CLI, "backfill", "--from", str(start), "--to", str(end)]
+        only_pubmed = subprocess.run(
+            [*command, "--source", "pubmed"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert only_pubmed.returncode == 0, only_pubmed.stderr
+        assert count(database_url, "core.publications") == summary.articles == 18
+        assert count(database_url, "raw.documents", "source = 'clinicaltrials_gov'") == 0
+
+        both = subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=300, check=False
+        )
+        assert both.returncode == 0, both.stderr
+    assert count(database_url, "core.trials") == summary.studies == 24
+    assert count(database_url, "core.publications") == 18
+    assert "raw/pubmed" in both.stdout and "raw/clinicaltrials_gov" in both.stdout
+    for key in (PUBMED_LANDING_KEY, PUBLICATIONS_KEY, CLINICALTRIALS_LANDING_KEY, TRIALS_KEY):
+        assert _materialized(dagster_instance_home, key) == _days(start, end)

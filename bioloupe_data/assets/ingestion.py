@@ -1,18 +1,67 @@
 """Landing assets: what each source changed, one row per document in `raw.documents`."""
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
 
 from bioloupe_data.assets._common import OWNERS, SOURCE_RETRY_POLICY, partition_days
-from bioloupe_data.assets.sources import CLINICALTRIALS_API
+from bioloupe_data.assets.sources import CLINICALTRIALS_API, PUBMED_API
 from bioloupe_data.partitions import daily_backfill_policy
-from bioloupe_data.pipelines.clinicaltrials import LandedDay, land_range
-from bioloupe_data.resources import ClinicalTrialsResource, WarehouseResource
+from bioloupe_data.pipelines import clinicaltrials, pubmed
+from bioloupe_data.pipelines.landing import LandedDay
+from bioloupe_data.resources import WarehouseResource
 from bioloupe_data.sources.http import SourceError
 from bioloupe_data.warehouse.upsert import UpsertCounts
 
 CLINICALTRIALS_LANDING_KEY = dg.AssetKey(["raw", "clinicaltrials_gov"])
+PUBMED_LANDING_KEY = dg.AssetKey(["raw", "pubmed"])
+
+LandRange = Callable[..., list[LandedDay]]
+
+
+@dataclass(frozen=True, slots=True)
+class LandingSource:
+    """How one source's days are fetched and landed, and what the UI says about it."""
+
+    name: str
+    key: dg.AssetKey
+    api: dg.AssetSpec
+    resource_key: str
+    land_range: LandRange
+    description: str
+
+
+CLINICALTRIALS_LANDING = LandingSource(
+    name="clinicaltrials_gov",
+    key=CLINICALTRIALS_LANDING_KEY,
+    api=CLINICALTRIALS_API,
+    resource_key="clinicaltrials",
+    land_range=clinicaltrials.land_range,
+    description="""ClinicalTrials.gov studies whose last update was posted on the partition's day,
+landed as JSON in `raw.documents` (source `clinicaltrials_gov`), newest version only.
+
+A range of days is one paged API query (`AREA[LastUpdatePostDate]RANGE[…]`) split by day; each
+day commits on its own and is recorded as materialized when it commits. Fetch bookkeeping (the
+API's `totalCount` beside what landed) goes to `ops.partition_fetches`; records that cannot be
+landed go to `ops.dead_letters`.""",
+)
+
+PUBMED_LANDING = LandingSource(
+    name="pubmed",
+    key=PUBMED_LANDING_KEY,
+    api=PUBMED_API,
+    resource_key="pubmed",
+    land_range=pubmed.land_range,
+    description="""PubMed citations modified on the partition's day (`DateRevised`, else the entrez
+date), landed as their efetch XML in `raw.documents` (source `pubmed`), newest version only.
+
+A range of days is one esearch by modification date on the history server, split by PMID ranges
+while a part exceeds 9,999 records, then efetch in batches; each day commits on its own and is
+recorded as materialized when it commits. `ops.partition_fetches` keeps esearch's `Count` for
+the range beside what landed; unusable records go to `ops.dead_letters`.""",
+)
 
 
 def _day_metadata(day: LandedDay) -> dict[str, Any]:
@@ -25,34 +74,26 @@ def _day_metadata(day: LandedDay) -> dict[str, Any]:
     }
 
 
-def build_clinicaltrials_landing(
-    partitions_def: dg.PartitionsDefinition,
+def build_landing_asset(
+    source: LandingSource, partitions_def: dg.PartitionsDefinition
 ) -> dg.AssetsDefinition:
     @dg.asset(
-        key=CLINICALTRIALS_LANDING_KEY,
-        deps=[CLINICALTRIALS_API],
+        key=source.key,
+        deps=[source.api],
         partitions_def=partitions_def,
         backfill_policy=daily_backfill_policy(),
         group_name="raw",
         kinds={"postgres", "python"},
         owners=OWNERS,
-        pool="clinicaltrials_gov",
+        pool=source.name,
         retry_policy=SOURCE_RETRY_POLICY,
         code_version="1",
+        description=source.description,
+        required_resource_keys={"warehouse", source.resource_key},
     )
-    def clinicaltrials_gov_landing(
-        context: dg.AssetExecutionContext,
-        warehouse: WarehouseResource,
-        clinicaltrials: ClinicalTrialsResource,
-    ) -> dg.MaterializeResult:
-        """ClinicalTrials.gov studies whose last update was posted on the partition's day,
-        landed as JSON in `raw.documents` (source `clinicaltrials_gov`), newest version only.
-
-        A range of days is one paged API query (`AREA[LastUpdatePostDate]RANGE[…]`) split by
-        day; each day commits on its own and is recorded as materialized when it commits.
-        Fetch bookkeeping (the API's `totalCount` beside what landed) goes to
-        `ops.partition_fetches`; records that cannot be landed go to `ops.dead_letters`.
-        """
+    def _landing(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        warehouse: WarehouseResource = context.resources.warehouse
+        api = getattr(context.resources, source.resource_key)
         start, end = partition_days(context)
         totals = UpsertCounts()
         landed_days: list[LandedDay] = []
@@ -62,20 +103,22 @@ def build_clinicaltrials_landing(
             totals.add(day.counts)
             context.log_event(
                 dg.AssetMaterialization(
-                    asset_key=CLINICALTRIALS_LANDING_KEY,
+                    asset_key=source.key,
                     partition=day.day.isoformat(),
                     metadata=_day_metadata(day),
                 )
             )
 
-        with clinicaltrials.client(context.log) as client, warehouse.connection() as conn:
+        with api.client(context.log) as client, warehouse.connection() as conn:
             try:
-                land_range(conn, client, start, end, run_id=context.run.run_id, on_day=on_day)
+                source.land_range(
+                    conn, client, start, end, run_id=context.run.run_id, on_day=on_day
+                )
             except SourceError as exc:
                 done = landed_days[-1].day.isoformat() if landed_days else "none"
                 raise dg.Failure(
                     description=(
-                        f"clinicaltrials_gov partitions {start}..{end} failed "
+                        f"{source.name} partitions {start}..{end} failed "
                         f"(days committed through: {done}): {exc}"
                     ),
                     allow_retries=True,
@@ -93,4 +136,4 @@ def build_clinicaltrials_landing(
             }
         )
 
-    return clinicaltrials_gov_landing
+    return _landing

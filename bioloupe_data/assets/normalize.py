@@ -1,29 +1,70 @@
 """Normalizing assets: landed documents into the relational `core` schema."""
 
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
 
 from bioloupe_data.assets._common import OWNERS, partition_days
-from bioloupe_data.assets.ingestion import CLINICALTRIALS_LANDING_KEY
+from bioloupe_data.assets.ingestion import CLINICALTRIALS_LANDING_KEY, PUBMED_LANDING_KEY
 from bioloupe_data.partitions import daily_backfill_policy
-from bioloupe_data.pipelines.clinicaltrials import (
-    CHILDREN,
-    NormalizedDay,
-    days_between,
-    normalize_days,
-)
+from bioloupe_data.pipelines.clinicaltrials import TRIALS_SPEC
+from bioloupe_data.pipelines.landing import days_between
+from bioloupe_data.pipelines.normalize import NormalizedDay, NormalizeSpec, normalize_days
+from bioloupe_data.pipelines.pubmed import PUBLICATIONS_SPEC
 from bioloupe_data.resources import WarehouseResource
 from bioloupe_data.warehouse.upsert import UpsertCounts
 
-# Bump when the derivation of any core trial table changes: the UI then marks the partitions
-# stale and a backfill re-derives them from raw.documents, rewriting only rows that changed.
-TRIALS_CODE_VERSION = "1"
 TRIALS_KEY = dg.AssetKey(["core", "trials"])
-TRIAL_TABLES = ["trials", *CHILDREN]
+PUBLICATIONS_KEY = dg.AssetKey(["core", "publications"])
+
+
+@dataclass(frozen=True, slots=True)
+class Normalization:
+    key: dg.AssetKey
+    upstream: dg.AssetKey
+    spec: NormalizeSpec
+    # Bump when the derivation changes: the UI then marks the partitions stale and a backfill
+    # re-derives them from raw.documents, rewriting only rows that changed.
+    code_version: str
+    description: str
+
+
+TRIALS_NORMALIZATION = Normalization(
+    key=TRIALS_KEY,
+    upstream=CLINICALTRIALS_LANDING_KEY,
+    spec=TRIALS_SPEC,
+    code_version="1",
+    description="""ClinicalTrials.gov studies normalized into `core.trials` (AACT `studies`
+columns) and its child tables, keyed by `nct_id`: `trial_conditions`, `trial_keywords`,
+`trial_interventions` (with other names), `trial_sponsors`, `trial_sites` (one row per location
+entry, AACT `facilities`), `trial_arms`, `trial_references`, `trial_countries`,
+`trial_outcomes`, `trial_browse_conditions`, `trial_browse_interventions` and
+`trial_eligibilities`.
+
+Reads only `raw.documents`, so a replay never calls the API. A trial is rewritten only when its
+derivation changed, and its child rows only when the trial's upsert won. Each day commits on its
+own and is recorded as materialized when it commits.""",
+)
+
+PUBLICATIONS_NORMALIZATION = Normalization(
+    key=PUBLICATIONS_KEY,
+    upstream=PUBMED_LANDING_KEY,
+    spec=PUBLICATIONS_SPEC,
+    code_version="1",
+    description="""PubMed citations normalized into `core.publications` (title, abstract,
+journal, publication date with its precision, statuses, DOI, language, dates) keyed by `pmid`,
+with `publication_authors` (order, names, collective names, affiliations, ORCID),
+`publication_mesh` (descriptor, qualifiers, major topic) and `publication_trials` (NCT ids from
+the ClinicalTrials.gov DataBank list, the title or the abstract, with the link's origin).
+
+Reads only `raw.documents`; rewrites a publication only when its derivation changed, and its
+child rows only when its upsert won. Each day commits on its own.""",
+)
 
 
 def _metadata(
+    spec: NormalizeSpec,
     counts: dict[str, UpsertCounts],
     rows: dict[str, int],
     documents: int,
@@ -31,72 +72,74 @@ def _metadata(
     *,
     per_table: bool,
 ) -> dict[str, Any]:
+    parent = spec.parent.name
     metadata: dict[str, Any] = {
-        "dagster/row_count": rows["trials"],
-        **counts["trials"].as_metadata(),
+        "dagster/row_count": rows[parent],
+        **counts[parent].as_metadata(),
         "documents": documents,
         "dead_letters": dead_letters,
-        "child_rows_written": sum(counts[table].written for table in CHILDREN),
+        "child_rows_written": sum(counts[table].written for table in spec.children),
     }
     if not per_table:  # a day's event stays small: thousands of them are written per range
         return metadata
-    for table in CHILDREN:
+    for table in spec.children:
         metadata[f"{table}.rows"] = rows[table]
         metadata[f"{table}.written"] = counts[table].written
     return metadata
 
 
-def build_trials_normalization(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+def build_normalization_asset(
+    normalization: Normalization, partitions_def: dg.PartitionsDefinition
+) -> dg.AssetsDefinition:
+    spec = normalization.spec
+
     @dg.asset(
-        key=TRIALS_KEY,
-        deps=[CLINICALTRIALS_LANDING_KEY],
+        key=normalization.key,
+        deps=[normalization.upstream],
         partitions_def=partitions_def,
         backfill_policy=daily_backfill_policy(),
         group_name="core",
         kinds={"postgres", "python"},
         owners=OWNERS,
-        code_version=TRIALS_CODE_VERSION,
+        code_version=normalization.code_version,
+        description=normalization.description,
     )
-    def core_trials(
+    def _normalized(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource
     ) -> dg.MaterializeResult:
-        """ClinicalTrials.gov studies normalized into `core.trials` (AACT `studies` columns) and
-        its child tables, keyed by `nct_id`: `trial_conditions`, `trial_keywords`,
-        `trial_interventions` (with other names), `trial_sponsors`, `trial_sites` (one row per
-        location entry, AACT `facilities`), `trial_arms`, `trial_references`,
-        `trial_countries`, `trial_outcomes`, `trial_browse_conditions`,
-        `trial_browse_interventions` and `trial_eligibilities`.
-
-        Reads only `raw.documents`, so a replay never calls the API. A trial is rewritten only
-        when its derivation changed, and its child rows only when the trial's upsert won. Each
-        day commits on its own and is recorded as materialized when it commits.
-        """
         start, end = partition_days(context)
-        totals = {table: UpsertCounts() for table in TRIAL_TABLES}
-        rows = dict.fromkeys(TRIAL_TABLES, 0)
+        totals = {table: UpsertCounts() for table in spec.tables}
+        rows = dict.fromkeys(spec.tables, 0)
         documents = dead_letters = 0
 
         def on_day(day: NormalizedDay) -> None:
             nonlocal documents, dead_letters
             documents += day.documents
             dead_letters += day.dead_letters
-            for table in TRIAL_TABLES:
+            for table in spec.tables:
                 totals[table].add(day.counts[table])
                 rows[table] += day.rows[table]
             context.log_event(
                 dg.AssetMaterialization(
-                    asset_key=TRIALS_KEY,
+                    asset_key=normalization.key,
                     partition=day.day.isoformat(),
                     metadata=_metadata(
-                        day.counts, day.rows, day.documents, day.dead_letters, per_table=False
+                        spec,
+                        day.counts,
+                        day.rows,
+                        day.documents,
+                        day.dead_letters,
+                        per_table=False,
                     ),
                 )
             )
 
         with warehouse.connection() as conn:
-            normalize_days(conn, days_between(start, end), run_id=context.run.run_id, on_day=on_day)
-        metadata = _metadata(totals, rows, documents, dead_letters, per_table=True)
+            normalize_days(
+                conn, spec, days_between(start, end), run_id=context.run.run_id, on_day=on_day
+            )
+        metadata = _metadata(spec, totals, rows, documents, dead_letters, per_table=True)
         metadata["partitions_in_run"] = (end - start).days + 1
         return dg.MaterializeResult(metadata=metadata)
 
-    return core_trials
+    return _normalized

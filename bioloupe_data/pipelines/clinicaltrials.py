@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from itertools import groupby
 from typing import Any
 
 import orjson
 import psycopg
 
+from bioloupe_data.pipelines.landing import Chunk, LandedDay, days_between, land_day
+from bioloupe_data.pipelines.normalize import (
+    BOOKKEEPING_COLUMNS,
+    Derived,
+    NormalizedDay,
+    NormalizeSpec,
+)
 from bioloupe_data.sources.clinicaltrials import (
     CHILD_TABLES,
     SOURCE,
@@ -27,64 +33,25 @@ from bioloupe_data.sources.clinicaltrials import (
     study_identity,
 )
 from bioloupe_data.sources.http import SourceError
-from bioloupe_data.warehouse.documents import (
-    DeadLetter,
-    Document,
-    FetchRecord,
-    land_documents,
-    record_dead_letters,
-    record_fetch,
-)
-from bioloupe_data.warehouse.upsert import (
-    Table,
-    UpsertCounts,
-    copy_rows,
-    create_staging,
-    merge_versioned,
-    sync_children,
-)
+from bioloupe_data.warehouse.documents import DeadLetter, Document
+from bioloupe_data.warehouse.upsert import Table
 
-TRIAL_BOOKKEEPING = (
-    "source_updated_at",
-    "version_key",
-    "content_hash",
-    "derivation_hash",
-    "partition_date",
-    "normalized_at",
-)
-TRIALS = Table("core", "trials", (*TRIAL_COLUMNS, *TRIAL_BOOKKEEPING), ("nct_id",))
+__all__ = ["TRIALS_SPEC", "LandedDay", "NormalizedDay", "days_between", "land_range"]
+
+TRIALS = Table("core", "trials", (*TRIAL_COLUMNS, *BOOKKEEPING_COLUMNS), ("nct_id",))
 CHILDREN = {
     name: Table("core", name, tuple(columns), ("nct_id", "ordinal"))
     for name, columns in CHILD_TABLES.items()
 }
-# Everything a re-derivation can change; the content and version are compared as well so a
-# newer landed version always reaches core even if it derives identical rows.
-TRIAL_CHANGE_COLUMNS = ("derivation_hash", *TRIAL_BOOKKEEPING[:3], "partition_date")
-NORMALIZE_BATCH = 500
 _JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
-def days_between(start: date, end: date) -> list[date]:
-    return [start + timedelta(days=i) for i in range((end - start).days + 1)]
+def _derive_trial(study: Any) -> Derived:
+    parsed = parse_study(study)
+    return Derived(parsed.nct_id, parsed.trial, parsed.children, parsed.derivation_hash)
 
 
-@dataclass(slots=True)
-class LandedDay:
-    day: date
-    received: int = 0
-    landed: int = 0
-    counts: UpsertCounts = field(default_factory=UpsertCounts)
-    dead_letters: int = 0
-    source_total: int | None = None
-
-
-@dataclass(slots=True)
-class NormalizedDay:
-    day: date
-    documents: int = 0
-    dead_letters: int = 0
-    counts: dict[str, UpsertCounts] = field(default_factory=dict)
-    rows: dict[str, int] = field(default_factory=dict)
+TRIALS_SPEC = NormalizeSpec(SOURCE, TRIALS, CHILDREN, "nct_id", _derive_trial)
 
 
 # ----------------------------------------------------------------------------- landing
@@ -186,7 +153,8 @@ def land_range(
     pending_days = iter(days_between(start, end))
 
     def commit(day: date, items: Iterable[Document | DeadLetter]) -> None:
-        result = _land_day(conn, day, items, run_id=run_id, start=start, end=end, total=total)
+        chunk = Chunk(start, end, total[0])
+        result = land_day(conn, SOURCE, day, items, run_id=run_id, chunk=chunk)
         results.append(result)
         if on_day:
             on_day(result)
@@ -200,161 +168,3 @@ def land_range(
     for empty_day in pending_days:
         commit(empty_day, ())
     return results
-
-
-def _land_day(
-    conn: psycopg.Connection,
-    day: date,
-    items: Iterable[Document | DeadLetter],
-    *,
-    run_id: str,
-    start: date,
-    end: date,
-    total: list[int | None],
-) -> LandedDay:
-    result = LandedDay(day)
-    letters: list[DeadLetter] = []
-
-    def documents() -> Iterator[Document]:
-        for item in items:
-            result.received += 1
-            if isinstance(item, DeadLetter):
-                letters.append(item)
-            else:
-                yield item
-
-    with conn.transaction():
-        _, counts = land_documents(conn, SOURCE, documents())
-        record_dead_letters(conn, SOURCE, run_id, letters)
-        result.landed = counts.inserted + counts.updated + counts.unchanged
-        result.counts = counts
-        result.dead_letters = len(letters)
-        result.source_total = total[0]
-        record_fetch(
-            conn,
-            SOURCE,
-            FetchRecord(
-                partition_date=day,
-                run_id=run_id,
-                fetched_at=datetime.now(UTC),
-                chunk_start=start,
-                chunk_end=end,
-                source_total=total[0],
-                received=result.received,
-                landed=result.landed,
-                counts=counts,
-                dead_letters=len(letters),
-            ),
-        )
-    return result
-
-
-# ----------------------------------------------------------------------------- normalizing
-
-
-def normalize_days(
-    conn: psycopg.Connection,
-    days: Iterable[date],
-    *,
-    run_id: str,
-    on_day: Callable[[NormalizedDay], None] | None = None,
-) -> list[NormalizedDay]:
-    """Re-derive core.trials and its child tables from the landed documents of each day."""
-    days = list(days)
-    landed = _landed_counts(conn, days)
-    results = []
-    for day in days:
-        if landed.get(day):
-            with conn.transaction():
-                result = _normalize_day(conn, day, run_id)
-        else:
-            result = _empty_normalized_day(day)
-        results.append(result)
-        if on_day:
-            on_day(result)
-    return results
-
-
-def _landed_counts(conn: psycopg.Connection, days: list[date]) -> dict[date, int]:
-    if not days:
-        return {}
-    rows = conn.execute(
-        """
-        SELECT partition_date, count(*) FROM raw.documents
-        WHERE source = %s AND partition_date BETWEEN %s AND %s GROUP BY partition_date
-        """,
-        (SOURCE, min(days), max(days)),
-    ).fetchall()
-    return dict(rows)
-
-
-def _empty_normalized_day(day: date) -> NormalizedDay:
-    tables = ["trials", *CHILDREN]
-    return NormalizedDay(
-        day, counts={t: UpsertCounts() for t in tables}, rows=dict.fromkeys(tables, 0)
-    )
-
-
-def _landed_batches(conn: psycopg.Connection, day: date) -> Iterator[list[tuple[Any, ...]]]:
-    after = ""
-    while True:
-        rows = conn.execute(
-            """
-            SELECT doc_id, payload::text, source_updated_at, version_key, content_hash
-            FROM raw.documents
-            WHERE source = %s AND partition_date = %s AND doc_id > %s
-            ORDER BY doc_id LIMIT %s
-            """,
-            (SOURCE, day, after, NORMALIZE_BATCH),
-        ).fetchall()
-        if not rows:
-            return
-        yield rows
-        after = rows[-1][0]
-
-
-def _normalize_day(conn: psycopg.Connection, day: date, run_id: str) -> NormalizedDay:
-    result = NormalizedDay(day)
-    trial_staging = create_staging(conn, TRIALS)
-    child_staging = {name: create_staging(conn, table) for name, table in CHILDREN.items()}
-    result.rows = dict.fromkeys(["trials", *CHILDREN], 0)
-    letters: list[DeadLetter] = []
-    normalized_at = datetime.now(UTC)
-    for batch in _landed_batches(conn, day):
-        trial_rows: list[tuple[Any, ...]] = []
-        child_rows: dict[str, list[tuple[Any, ...]]] = {name: [] for name in CHILDREN}
-        for doc_id, payload, updated_at, version_key, content_hash in batch:
-            result.documents += 1
-            study = orjson.loads(payload)
-            try:
-                parsed = parse_study(study)
-            except StudyParseError as exc:
-                letters.append(
-                    DeadLetter(doc_id, day, exc.reason, "normalize", str(exc), payload[:2000])
-                )
-                continue
-            bookkeeping = (updated_at, version_key, content_hash, parsed.derivation_hash, day)
-            trial_rows.append((*parsed.trial, *bookkeeping, normalized_at))
-            for name in CHILDREN:
-                child_rows[name].extend(parsed.children[name])
-        result.rows["trials"] += copy_rows(conn, trial_staging, TRIALS.columns, trial_rows)
-        for name, table in CHILDREN.items():
-            result.rows[name] += copy_rows(
-                conn, child_staging[name], table.columns, child_rows[name]
-            )
-    # Core follows raw.documents, which keeps the earliest snapshot of identical content.
-    merged = merge_versioned(
-        conn,
-        TRIALS,
-        trial_staging,
-        change_columns=TRIAL_CHANGE_COLUMNS,
-        allow_same_version=True,
-        earliest_snapshot_of_same_content=True,
-    )
-    result.counts["trials"] = merged.counts
-    changed = [key[0] for key in merged.changed_keys]
-    for name, table in CHILDREN.items():
-        result.counts[name] = sync_children(conn, table, child_staging[name], "nct_id", changed)
-    record_dead_letters(conn, SOURCE, run_id, letters)
-    result.dead_letters = len(letters)
-    return result

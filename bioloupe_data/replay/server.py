@@ -31,7 +31,11 @@ Endpoints:
   timestamp.
 - ``GET /__replay/stats`` returns request counts; it is itself not counted, so reading the
   statistics never changes them. Every other request, including 404s, is counted.
-- ``POST /__replay/reload`` rescans the folder and returns the new study count.
+- ``POST /__replay/reload`` rescans the folder (studies and PubMed articles) and returns the new
+  study count.
+- ``GET`` or ``POST`` ``/entrez/eutils/esearch.fcgi`` and ``/entrez/eutils/efetch.fcgi`` serve
+  the PubMed articles of the same folder: see ``eutils`` for their semantics. Their answers and
+  errors are XML, as on NCBI.
 
 Errors have a JSON body ``{"error": ..., "status": ...}``. Requests are not logged one by one.
 """
@@ -58,6 +62,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
+from bioloupe_data.replay.eutils import EUTILS_PATHS, ArticleStore, EutilsService
 from bioloupe_data.replay.store import DateRange, StoredStudy, StudyOrder, StudyQuery, StudyStore
 
 API_VERSION = "2.0.5"
@@ -266,11 +271,16 @@ class _ReplayHTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(
-        self, address: tuple[str, int], store: StudyStore, counter: RequestCounter
+        self,
+        address: tuple[str, int],
+        store: StudyStore,
+        counter: RequestCounter,
+        eutils: EutilsService,
     ) -> None:
         super().__init__(address, _ReplayRequestHandler)
         self.store = store
         self.counter = counter
+        self.eutils = eutils
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that hangs up mid-response is routine (timeouts, cancelled runs), not an error.
@@ -294,6 +304,9 @@ class _ReplayRequestHandler(BaseHTTPRequestHandler):
         route = self._GET_ROUTES.get(path)
         if path != STATS_PATH:
             self.server.counter.count(path)
+        if path in EUTILS_PATHS:
+            self._serve_eutils(path, parameters)
+            return
         if route is None:
             self._send_error(HTTPStatus.NOT_FOUND, f"no such endpoint: {path}")
             return
@@ -303,12 +316,18 @@ class _ReplayRequestHandler(BaseHTTPRequestHandler):
             self._send_error(HTTPStatus.BAD_REQUEST, str(error))
 
     def do_POST(self) -> None:
-        path, _ = self._split_target()
+        path, parameters = self._split_target()
         self.server.counter.count(path)
-        self._discard_request_body()
+        body = self._read_request_body()
+        if path in EUTILS_PATHS:
+            # E-utilities take their parameters as a form body too; the body wins on a clash.
+            form = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+            self._serve_eutils(path, {**parameters, **dict(form)})
+            return
         if path != RELOAD_PATH:
             self._send_error(HTTPStatus.NOT_FOUND, f"no such endpoint: {path}")
             return
+        self.server.eutils.store.reload()
         self._send_json({"studies": self.server.store.reload()})
 
     def _get_studies(self, parameters: dict[str, str]) -> None:
@@ -321,6 +340,10 @@ class _ReplayRequestHandler(BaseHTTPRequestHandler):
         self._send_json(
             {"apiVersion": API_VERSION, "dataTimestamp": f"{holder}T00:00:00" if holder else None}
         )
+
+    def _serve_eutils(self, path: str, parameters: dict[str, str]) -> None:
+        response = self.server.eutils.handle(path, parameters)
+        self._send_body(HTTPStatus(response.status), response.body, response.content_type)
 
     def _get_stats(self, _parameters: dict[str, str]) -> None:
         counter = self.server.counter
@@ -337,10 +360,9 @@ class _ReplayRequestHandler(BaseHTTPRequestHandler):
         # Like most servers, the last value wins when a parameter is repeated.
         return target.path, dict(parse_qsl(target.query, keep_blank_values=True))
 
-    def _discard_request_body(self) -> None:
+    def _read_request_body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
-        if length > 0:
-            self.rfile.read(length)
+        return self.rfile.read(length) if length > 0 else b""
 
     def _send_error(self, status: HTTPStatus, message: str) -> None:
         self._send_json({"error": message, "status": status.value}, status)
@@ -348,10 +370,12 @@ class _ReplayRequestHandler(BaseHTTPRequestHandler):
     def _send_json(self, payload: Any, status: HTTPStatus = HTTPStatus.OK) -> None:
         self._send_body(status, orjson.dumps(payload))
 
-    def _send_body(self, status: HTTPStatus, body: bytes) -> None:
+    def _send_body(
+        self, status: HTTPStatus, body: bytes, content_type: str = "application/json"
+    ) -> None:
         # Every response leaves through here: the place where fault injection will hook in.
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -378,8 +402,10 @@ class ReplayServer:
             raise NotImplementedError("fault injection is not supported by the replay server yet")
         self.data_dir = Path(data_dir)
         self.store = StudyStore.from_folder(self.data_dir)
+        self.articles = ArticleStore.from_folder(self.data_dir)
+        self.eutils = EutilsService(self.articles)
         self._counter = RequestCounter()
-        self._httpd = _ReplayHTTPServer((host, port), self.store, self._counter)
+        self._httpd = _ReplayHTTPServer((host, port), self.store, self._counter, self.eutils)
         self._thread: threading.Thread | None = None
 
     @property
@@ -396,6 +422,9 @@ class ReplayServer:
         return self._counter.by_path()
 
     def reload(self) -> int:
+        """Rescan studies and articles; returns the study count (``len(self.articles)``
+        has the other)."""
+        self.articles.reload()
         return self.store.reload()
 
     def start(self) -> ReplayServer:
@@ -439,10 +468,11 @@ def _url_host(host: str) -> str:
 def run_forever(data_dir: Path, host: str = "127.0.0.1", port: int = 8765) -> None:
     """Command-line entry: serve until Ctrl-C, then print the requests served per path."""
     server = ReplayServer(data_dir, host=host, port=port)
-    store = server.store
+    store, articles = server.store, server.articles
     print(
-        f"replay server: {len(store)} studies from {data_dir} at {server.url} "
-        f"({store.skipped_files} files skipped)",
+        f"replay server: {len(store)} studies and {len(articles)} PubMed articles from "
+        f"{data_dir} at {server.url} ({store.skipped_files} JSON and "
+        f"{articles.skipped_files} other files skipped)",
         flush=True,
     )
     with contextlib.suppress(KeyboardInterrupt):

@@ -1,7 +1,9 @@
 """Realistic synthetic ClinicalTrials.gov v2 oncology studies, for demos and benchmarks.
 
 ``write_synthetic`` writes ``out/ctgov/<YYYY-MM-DD>.json``, one API page object
-``{"studies": [...]}`` per day, which the replay server serves like real data.
+``{"studies": [...]}`` per day, which the replay server serves like real data, and, when asked
+(``pubmed_per_day``), PubMed articles citing some of these studies in
+``out/pubmed/<YYYY-MM-DD>.xml`` (see ``synth_pubmed``).
 
 - Deterministic: the same arguments give byte-identical files. Each day has its own
   ``random.Random`` seeded from (seed, day index), and the shared pools below come from a
@@ -34,17 +36,21 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import dataclasses
 import functools
 import gc
 import itertools
 import random
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import orjson
+
+if TYPE_CHECKING:
+    from bioloupe_data.replay.synth_pubmed import PubmedSummary
 
 ID_SPACE = 10_000_000
 # Odd and not a multiple of 5, hence invertible modulo 10**7: ids stay unique but look scattered.
@@ -58,29 +64,117 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class SynthSummary:
+    """``files`` and ``bytes`` count the study files; ``pubmed_*`` the article files.
+
+    Summaries compare by their study part only, as they did before articles were written, so
+    comparisons made by existing callers keep their meaning.
+    """
+
     studies: int
     files: int
     bytes: int
     first_day: date
     last_day: date
+    articles: int = field(default=0, compare=False)
+    citing_articles: int = field(default=0, compare=False)
+    pubmed_files: int = field(default=0, compare=False)
+    pubmed_bytes: int = field(default=0, compare=False)
 
 
 def write_synthetic(
-    out: Path, days: int, per_day: int, seed: int = 0, end: date | None = None
+    out: Path,
+    days: int,
+    per_day: int,
+    seed: int = 0,
+    end: date | None = None,
+    *,
+    pubmed_per_day: int | None = None,
+    nct_fraction: float = 0.2,
 ) -> SynthSummary:
     """Write ``per_day`` studies for each of the ``days`` days ending at ``end`` (inclusive).
 
     ``end`` defaults to yesterday (UTC). Every study's ``lastUpdatePostDate`` is its day and its
     ``versionHolder`` is the day after ``end``, as in a snapshot taken the next morning.
+    ``pubmed_per_day`` PubMed articles (default: ``per_day``; 0 for none) are revised on each
+    day too; about ``nct_fraction`` of them report a study updated on or before their day.
     """
-    if days < 1 or per_day < 1:
-        raise ValueError("days and per_day must be at least 1")
+    if pubmed_per_day is None:
+        pubmed_per_day = per_day
+    if days < 1 or per_day < 1 or pubmed_per_day < 0:
+        raise ValueError("days and per_day must be at least 1, pubmed_per_day at least 0")
     if days * per_day > ID_SPACE:
         raise ValueError(f"at most {ID_SPACE:,} synthetic studies fit the NCT9xxxxxxx id space")
+    if pubmed_per_day:
+        _check_pubmed(days, pubmed_per_day, nct_fraction)
     # The studies are acyclic, so the cyclic garbage collector only costs time here (about a
     # third of the generation time when it keeps rescanning the growing day's list).
     with _gc_paused():
-        return _write_days(Path(out), days, per_day, seed, end)
+        summary = _write_days(Path(out), days, per_day, seed, end)
+        if not pubmed_per_day:
+            return summary
+        return _with_pubmed(summary, Path(out), per_day, pubmed_per_day, seed, nct_fraction)
+
+
+def write_synthetic_pubmed_day(
+    out: Path,
+    day: date,
+    count: int,
+    seed: int = 0,
+    *,
+    first_pmid: int | None = None,
+    nct_ids: Sequence[str] = (),
+    nct_fraction: float = 0.2,
+) -> PubmedSummary:
+    """``count`` synthetic PubMed articles revised on ``day`` (e.g. more than esearch lists);
+    see ``synth_pubmed.write_synthetic_pubmed_day``."""
+    from bioloupe_data.replay import synth_pubmed
+
+    return synth_pubmed.write_synthetic_pubmed_day(
+        Path(out),
+        day,
+        count,
+        seed,
+        first_pmid=synth_pubmed.BIG_DAY_FIRST_PMID if first_pmid is None else first_pmid,
+        nct_ids=nct_ids,
+        nct_fraction=nct_fraction,
+    )
+
+
+def _check_pubmed(days: int, pubmed_per_day: int, nct_fraction: float) -> None:
+    from bioloupe_data.replay.synth_pubmed import MAX_ARTICLES
+
+    if days * pubmed_per_day > MAX_ARTICLES:
+        raise ValueError(f"at most {MAX_ARTICLES:,} synthetic articles fit their PMID range")
+    if not 0 <= nct_fraction <= 1:
+        raise ValueError("nct_fraction must be between 0 and 1")
+
+
+def _with_pubmed(
+    summary: SynthSummary,
+    out: Path,
+    per_day: int,
+    pubmed_per_day: int,
+    seed: int,
+    nct_fraction: float,
+) -> SynthSummary:
+    from bioloupe_data.replay.synth_pubmed import write_pubmed_days
+
+    def trials(day_index: int) -> Callable[[random.Random], str]:
+        # Studies of days 0..day_index: serials below (day_index + 1) * per_day.
+        known = (day_index + 1) * per_day
+        return lambda rng: synthetic_nct_id(_between(rng, 0, known))
+
+    days = (summary.last_day - summary.first_day).days + 1
+    pubmed = write_pubmed_days(
+        out, summary.first_day, days, pubmed_per_day, seed, trials, nct_fraction
+    )
+    return dataclasses.replace(
+        summary,
+        articles=pubmed.articles,
+        citing_articles=pubmed.citing,
+        pubmed_files=pubmed.files,
+        pubmed_bytes=pubmed.bytes,
+    )
 
 
 def _write_days(out: Path, days: int, per_day: int, seed: int, end: date | None) -> SynthSummary:
