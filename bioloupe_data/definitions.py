@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dagster as dg
+from dagster_openai import OpenAIResource
 
+from bioloupe_data.assets import enrichment
 from bioloupe_data.assets.ingestion import (
     CLINICALTRIALS_LANDING,
     PUBMED_LANDING,
@@ -16,13 +18,19 @@ from bioloupe_data.assets.normalize import (
 )
 from bioloupe_data.assets.sources import CLINICALTRIALS_API, PUBMED_API
 from bioloupe_data.partitions import daily_partitions
-from bioloupe_data.resources import ClinicalTrialsResource, PubmedResource, WarehouseResource
+from bioloupe_data.resources import (
+    ClinicalTrialsResource,
+    LlmSettings,
+    PubmedResource,
+    WarehouseResource,
+)
 from bioloupe_data.schedules import (
     clinicaltrials_job,
     clinicaltrials_schedule,
     pubmed_job,
     pubmed_schedule,
 )
+from bioloupe_data.sensors import entity_registration_sensor
 from bioloupe_data.settings import Settings, env
 
 
@@ -44,6 +52,16 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
             api_key=_from_env("NCBI_API_KEY"),
             email=_from_env("NCBI_EMAIL"),
         ),
+        # Without OPENAI_API_KEY enrichment runs rules-only and says so in its metadata; the
+        # client still needs some key to be constructed, and is then never called.
+        "openai": OpenAIResource(
+            api_key=_from_env("OPENAI_API_KEY", "unused-without-OPENAI_API_KEY"),
+            base_url=_from_env("OPENAI_BASE_URL") or None,
+        ),
+        "llm": LlmSettings(
+            enabled=env("OPENAI_API_KEY") is not None,
+            model=_from_env("OPENAI_MODEL", "gpt-4o-mini"),
+        ),
     }
 
 
@@ -58,7 +76,12 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             build_normalization_asset(TRIALS_NORMALIZATION, daily),
             build_landing_asset(PUBMED_LANDING, daily),
             build_normalization_asset(PUBLICATIONS_NORMALIZATION, daily),
+            enrichment.drugs,
+            enrichment.sponsors,
+            enrichment.drug_profiles,
+            enrichment.sponsor_profiles,
         ],
+        sensors=[entity_registration_sensor],
         jobs=jobs,
         schedules=[clinicaltrials_schedule(jobs[0]), pubmed_schedule(jobs[1])],
         resources=build_resources(),

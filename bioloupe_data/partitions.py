@@ -17,3 +17,14 @@ def daily_partitions(start_date: str) -> dg.DailyPartitionsDefinition:
 
 def daily_backfill_policy() -> dg.BackfillPolicy:
     return dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_DAYS_PER_RUN)
+
+
+# Entities found in the warehouse; the registering sensor adds their keys (enriched.drugs and
+# enriched.sponsors hold the same keys).
+drug_partitions = dg.DynamicPartitionsDefinition(name="drugs")
+sponsor_partitions = dg.DynamicPartitionsDefinition(name="sponsors")
+MAX_ENTITIES_PER_RUN = 200
+
+
+def entity_backfill_policy() -> dg.BackfillPolicy:
+    return dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_ENTITIES_PER_RUN)

@@ -106,3 +106,13 @@ def _log_retries(http: HttpClient, log: dg.DagsterLogManager | None) -> None:
         )
 
     http.on_retry = log_retry
+
+
+class LlmSettings(dg.ConfigurableResource):
+    """Whether enrichment may ask an LLM (only with `OPENAI_API_KEY`), which model
+    (`OPENAI_MODEL`) and how much one run may spend."""
+
+    enabled: bool = False
+    model: str = "gpt-4o-mini"
+    max_calls_per_run: int = 500
+    max_tokens_per_run: int = 500_000

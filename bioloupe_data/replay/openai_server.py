@@ -186,7 +186,10 @@ class OpenAICompatibleServer:
     def start(self) -> OpenAICompatibleServer:
         if self._thread is None:
             self._thread = threading.Thread(
-                target=self._httpd.serve_forever, name="openai-compatible-server", daemon=True
+                target=self._httpd.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name="openai-compatible-server",
+                daemon=True,
             )
             self._thread.start()
         return self

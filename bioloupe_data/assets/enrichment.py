@@ -1,0 +1,162 @@
+"""Enriched entities: drugs and sponsors found in the trials, and their profiles (rules first,
+an LLM through dagster-openai second)."""
+
+import dagster as dg
+from dagster_openai import OpenAIResource, with_usage_metadata
+
+from bioloupe_data.assets._common import OWNERS
+from bioloupe_data.assets.normalize import TRIALS_KEY
+from bioloupe_data.enrichment.llm import LlmBudget, StructuredExtractor
+from bioloupe_data.partitions import drug_partitions, entity_backfill_policy, sponsor_partitions
+from bioloupe_data.pipelines.entities import (
+    DRUG_PROFILE_SCHEMA,
+    DRUG_PROMPT_VERSION,
+    DRUG_SYSTEM_PROMPT,
+    profile_drugs,
+    profile_sponsors,
+    refresh_drugs,
+    refresh_sponsors,
+)
+from bioloupe_data.resources import LlmSettings, WarehouseResource
+
+DRUGS_KEY = dg.AssetKey(["enriched", "drugs"])
+SPONSORS_KEY = dg.AssetKey(["enriched", "sponsors"])
+DRUG_PROFILES_KEY = dg.AssetKey(["enriched", "drug_profiles"])
+SPONSOR_PROFILES_KEY = dg.AssetKey(["enriched", "sponsor_profiles"])
+
+
+@dg.asset(
+    key=DRUGS_KEY,
+    deps=[TRIALS_KEY],
+    group_name="enriched",
+    kinds={"postgres", "python"},
+    owners=OWNERS,
+    code_version="1",
+)
+def drugs(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """Canonical drug entities from `core.trial_interventions` of drug-like types: names
+    normalized (case, punctuation, salts, dosage words), code names joined to the INN they are
+    listed with, each with a stable slug key (`enriched.drugs`, with synonyms) and its trials
+    (`enriched.trial_drugs`). The `entity_registration_sensor` turns new keys into partitions of
+    `drugs`."""
+    with warehouse.connection() as conn:
+        counts, links = refresh_drugs(conn)
+        total = conn.execute("SELECT count(*) FROM enriched.drugs").fetchone()
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": total[0] if total else 0,
+            **counts.as_metadata(),
+            "trial_links_written": links,
+        }
+    )
+
+
+@dg.asset(
+    key=SPONSORS_KEY,
+    deps=[TRIALS_KEY],
+    group_name="enriched",
+    kinds={"postgres", "python"},
+    owners=OWNERS,
+    code_version="1",
+)
+def sponsors(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    """Sponsors (lead and collaborators) from `core.trial_sponsors`, one row per normalized
+    name with a stable slug key (`enriched.sponsors`); new keys become partitions of
+    `sponsors`."""
+    with warehouse.connection() as conn:
+        counts = refresh_sponsors(conn)
+        total = conn.execute("SELECT count(*) FROM enriched.sponsors").fetchone()
+    return dg.MaterializeResult(
+        metadata={"dagster/row_count": total[0] if total else 0, **counts.as_metadata()}
+    )
+
+
+@dg.asset(
+    key=DRUG_PROFILES_KEY,
+    deps=[DRUGS_KEY],
+    partitions_def=drug_partitions,
+    backfill_policy=entity_backfill_policy(),
+    group_name="enriched",
+    kinds={"postgres", "python", "openai"},
+    owners=OWNERS,
+    pool="llm",
+    code_version=DRUG_PROMPT_VERSION,
+)
+def drug_profiles(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    openai: OpenAIResource,
+    llm: LlmSettings,
+) -> dg.MaterializeResult:
+    """Modality, mechanism of action, target and developer per drug (`enriched.drug_profiles`):
+    by INN stem first (-mab and its infixes, -tinib, -ciclib, -parib, ADC payload words, …), then
+    an LLM (JSON-schema answer, cached in `ops.llm_cache`, within a per-run budget) only where
+    no stem tells. Without `OPENAI_API_KEY` it runs rules-only and says so in its metadata.
+    Every row records `extracted_by` ('rules' or 'llm:<model>') and the prompt version."""
+    keys = context.partition_keys
+    budget = LlmBudget(llm.max_calls_per_run, llm.max_tokens_per_run)
+    with warehouse.connection() as conn:
+        if llm.enabled:
+            with openai.get_client(context) as client:
+                extractor = StructuredExtractor(
+                    client,
+                    model=llm.model,
+                    prompt_version=DRUG_PROMPT_VERSION,
+                    system_prompt=DRUG_SYSTEM_PROMPT,
+                    schema=DRUG_PROFILE_SCHEMA,
+                    conn=conn,
+                    budget=budget,
+                    usage_callback=lambda response: with_usage_metadata(
+                        context, None, lambda: response
+                    )(),
+                )
+                result = profile_drugs(conn, keys, extractor)
+        else:
+            extractor = StructuredExtractor(
+                None,
+                model=llm.model,
+                prompt_version=DRUG_PROMPT_VERSION,
+                system_prompt=DRUG_SYSTEM_PROMPT,
+                schema=DRUG_PROFILE_SCHEMA,
+                conn=conn,
+                budget=budget,
+                disabled_reason="OPENAI_API_KEY is not set",
+            )
+            result = profile_drugs(conn, keys, extractor)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(keys),
+            **result.counts.as_metadata(),
+            "by_rules": result.by_rules,
+            "by_llm": result.by_llm,
+            "unresolved": result.unresolved,
+            **extractor.metadata(),
+        }
+    )
+
+
+@dg.asset(
+    key=SPONSOR_PROFILES_KEY,
+    deps=[SPONSORS_KEY],
+    partitions_def=sponsor_partitions,
+    backfill_policy=entity_backfill_policy(),
+    group_name="enriched",
+    kinds={"postgres", "python"},
+    owners=OWNERS,
+    code_version="1",
+)
+def sponsor_profiles(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    """Class (industry / academic / cooperative group / government / other), normalized name
+    and country per sponsor (`enriched.sponsor_profiles`), by rules: the registry's agency class
+    where it is specific, words in the name otherwise; the country is where most of the
+    sponsor's trial sites are."""
+    keys = context.partition_keys
+    with warehouse.connection() as conn:
+        result = profile_sponsors(conn, keys)
+    return dg.MaterializeResult(
+        metadata={"dagster/row_count": len(keys), **result.counts.as_metadata()}
+    )

@@ -1,0 +1,202 @@
+"""Drugs and sponsors from the real trials: derived, registered as dynamic partitions by the
+sensor, and profiled by rules and by an LLM behind a local OpenAI-compatible server."""
+
+import json
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import psycopg
+import pytest
+from dagster_openai import OpenAIResource
+
+from bioloupe_data.assets import enrichment
+from bioloupe_data.pipelines.clinicaltrials import TRIALS_SPEC, land_range
+from bioloupe_data.pipelines.landing import days_between
+from bioloupe_data.pipelines.normalize import normalize_days
+from bioloupe_data.replay.openai_server import OpenAICompatibleServer
+from bioloupe_data.replay.server import ReplayServer
+from bioloupe_data.resources import LlmSettings, WarehouseResource
+from bioloupe_data.sensors import entity_registration_sensor
+from bioloupe_data.sources.clinicaltrials import ClinicalTrialsClient
+from bioloupe_data.warehouse.database import connect
+from bioloupe_data.warehouse.migrate import migrate
+
+from conftest import CTGOV_DATA
+from warehouse_helpers import count, link_files
+
+NEW_DRUGS = ("Loupetinib", "Dataloupumab")
+
+
+def _load_trials(url: str, folder: Path) -> None:
+    """The trials through the same day-by-day pipeline the assets run (without Dagster)."""
+    with ReplayServer(folder) as server, connect(url) as conn:
+        migrate(conn)
+        client = ClinicalTrialsClient.create(server.url, "all")
+        days = []
+        for page in client.iter_pages(date(2000, 1, 1), date(2026, 1, 1)):
+            for study in page.studies:
+                status = study["protocolSection"]["statusModule"]
+                days.append(date.fromisoformat(status["lastUpdatePostDateStruct"]["date"]))
+        start, end = min(days), max(days)
+        land_range(conn, client, start, end, run_id="test")
+        normalize_days(conn, TRIALS_SPEC, days_between(start, end), run_id="test")
+        client.close()
+
+
+@pytest.fixture
+def loaded(database_url: str, tmp_path: Path) -> str:
+    folder = link_files(sorted(CTGOV_DATA.glob("NCT*.json")), tmp_path / "served")
+    _load_trials(database_url, folder)
+    return database_url
+
+
+@pytest.fixture
+def resources(loaded: str) -> dict[str, object]:
+    return {
+        "warehouse": WarehouseResource(database_url=loaded),
+        "openai": OpenAIResource(api_key="unused"),
+        "llm": LlmSettings(enabled=False, model="test-model", max_calls_per_run=50),
+    }
+
+
+def _tick(instance: dg.DagsterInstance, url: str, cursor: str | None) -> dg.SensorResult:
+    context = dg.build_sensor_context(
+        instance=instance,
+        cursor=cursor,
+        resources={"warehouse": WarehouseResource(database_url=url)},
+    )
+    result = entity_registration_sensor(context)
+    if isinstance(result, dg.SkipReason):
+        return dg.SensorResult(skip_reason=result, cursor=cursor)
+    for request in result.dynamic_partitions_requests or []:  # what the daemon does with them
+        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    return result
+
+
+def _keys(result: dg.SensorResult, name: str) -> list[str]:
+    return [
+        key
+        for request in result.dynamic_partitions_requests or []
+        if request.partitions_def_name == name
+        for key in request.partition_keys
+    ]
+
+
+def _with_new_drugs(tmp_path: Path) -> Path:
+    study = json.loads((CTGOV_DATA / "NCT02552212.json").read_text())
+    study["protocolSection"]["identificationModule"]["nctId"] = "NCT99999901"
+    study["protocolSection"]["armsInterventionsModule"]["interventions"] = [
+        {"type": "DRUG", "name": name, "otherNames": []} for name in NEW_DRUGS
+    ]
+    folder = tmp_path / "new"
+    folder.mkdir()
+    (folder / "NCT99999901.json").write_text(json.dumps(study))
+    return folder
+
+
+def test_one_tick_registers_every_drug_and_sponsor_once_and_a_second_tick_nothing(
+    instance: dg.DagsterInstance, resources: dict[str, object], loaded: str, tmp_path: Path
+) -> None:
+    assert dg.materialize(
+        [enrichment.drugs, enrichment.sponsors], instance=instance, resources=resources
+    ).success
+    drugs = count(loaded, "enriched.drugs")
+    sponsors = count(loaded, "enriched.sponsors")
+    assert drugs > 100 and sponsors > 100
+
+    first = _tick(instance, loaded, None)
+
+    assert len(_keys(first, "drugs")) == len(set(_keys(first, "drugs"))) == drugs
+    assert len(_keys(first, "sponsors")) == sponsors
+    assert set(instance.get_dynamic_partitions("drugs")) == set(_keys(first, "drugs"))
+    requested = [
+        r for r in first.run_requests or [] if r.asset_selection == [enrichment.DRUG_PROFILES_KEY]
+    ]
+    assert 1 < len(requested) <= drugs // 100 + 1  # batched range runs, not one per drug
+    assert len({r.run_key for r in first.run_requests or []}) == len(first.run_requests or [])
+
+    second = _tick(instance, loaded, first.cursor)
+    assert second.skip_reason is not None and not second.run_requests
+
+    _load_trials(loaded, _with_new_drugs(tmp_path))
+    assert dg.materialize([enrichment.drugs], instance=instance, resources=resources).success
+    third = _tick(instance, loaded, second.cursor)
+    assert sorted(_keys(third, "drugs")) == ["dataloupumab", "loupetinib"]
+    assert _keys(third, "sponsors") == []
+
+
+@pytest.fixture
+def registered(
+    instance: dg.DagsterInstance, resources: dict[str, object], loaded: str
+) -> Iterator[list[str]]:
+    assert dg.materialize([enrichment.drugs], instance=instance, resources=resources).success
+    with psycopg.connect(loaded) as conn:
+        keys = [r[0] for r in conn.execute("SELECT drug_key FROM enriched.drugs ORDER BY 1")]
+    instance.add_dynamic_partitions("drugs", keys)
+    yield keys
+
+
+def _profile(
+    instance: dg.DagsterInstance, resources: dict[str, object], key: str
+) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        [enrichment.drug_profiles], instance=instance, resources=resources, partition_key=key
+    )
+
+
+def test_rules_classify_known_drugs_by_stem_without_an_llm(
+    instance: dg.DagsterInstance,
+    resources: dict[str, object],
+    loaded: str,
+    registered: list[str],
+) -> None:
+    assert "pembrolizumab" in registered
+    result = _profile(instance, resources, "pembrolizumab")
+    assert result.success
+    metadata = result.asset_materializations_for_node("enriched__drug_profiles")[0].metadata
+    assert "rules-only" in str(metadata["llm.mode"].value)
+    assert (
+        count(
+            loaded,
+            "enriched.drug_profiles",
+            "drug_key = 'pembrolizumab' AND modality = 'monoclonal antibody' "
+            "AND extracted_by = 'rules'",
+        )
+        == 1
+    )
+
+
+def test_the_llm_is_asked_once_per_unknown_drug_and_never_again(
+    instance: dg.DagsterInstance,
+    resources: dict[str, object],
+    loaded: str,
+    registered: list[str],
+) -> None:
+    with psycopg.connect(loaded) as conn:
+        conn.execute(
+            "INSERT INTO enriched.drugs (drug_key, name) VALUES ('zz-unstemmed', 'Zorblat X')"
+        )
+    instance.add_dynamic_partitions("drugs", ["zz-unstemmed"])
+    with OpenAICompatibleServer() as server:
+        with_llm = {
+            **resources,
+            "openai": OpenAIResource(api_key="test", base_url=server.url),
+            "llm": LlmSettings(enabled=True, model="test-model", max_calls_per_run=50),
+        }
+        first = _profile(instance, with_llm, "zz-unstemmed")
+        assert first.success and server.calls == 1
+        second = _profile(instance, with_llm, "zz-unstemmed")
+        assert second.success and server.calls == 1  # answered from ops.llm_cache
+    assert (
+        count(
+            loaded,
+            "enriched.drug_profiles",
+            "drug_key = 'zz-unstemmed' AND extracted_by = 'llm:test-model' "
+            "AND prompt_version IS NOT NULL",
+        )
+        == 1
+    )
+    metadata = first.asset_materializations_for_node("enriched__drug_profiles")[0].metadata
+    assert metadata["openai.test-model.calls"].value == 1
