@@ -80,6 +80,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             enrichment.sponsors,
             enrichment.drug_profiles,
             enrichment.sponsor_profiles,
+            enrichment.build_site_geocodes(daily),
         ],
         sensors=[entity_registration_sensor],
         jobs=jobs,

