@@ -1,4 +1,4 @@
-"""How long an `entity_registration_sensor` tick takes with tens of thousands of known drug
+"""How long an `drugs_registration_sensor` tick takes with tens of thousands of known drug
 partitions: 20,000 registered, 1,000 new; then a tick with nothing new, and a tick without a
 cursor (every entity looked at again), side by side in one run.
 
@@ -23,7 +23,7 @@ from rich.table import Table
 
 from bench.backfill import RESULTS, postgres_instance, throwaway_database
 from bioloupe_data.resources import WarehouseResource
-from bioloupe_data.sensors import entity_registration_sensor
+from bioloupe_data.sensors import drug_registration_sensor
 from bioloupe_data.warehouse.database import connect
 from bioloupe_data.warehouse.migrate import migrate
 
@@ -48,7 +48,7 @@ def tick(instance: dg.DagsterInstance, url: str, cursor: str | None) -> tuple[fl
         resources={"warehouse": WarehouseResource(database_url=url)},
     )
     started = time.perf_counter()
-    result = entity_registration_sensor(context)
+    result = drug_registration_sensor(context)
     return time.perf_counter() - started, result
 
 
@@ -71,7 +71,7 @@ def main() -> None:
             known = [f"bench-drug-{i:06d}" for i in range(args.known)]
             for i in range(0, len(known), 5_000):
                 instance.add_dynamic_partitions("drugs", known[i : i + 5_000])
-            cursor = json.dumps({"drugs": args.known, "sponsors": 0})
+            cursor = str(args.known)
 
             seconds, result = tick(instance, url, cursor)
             rows["1,000 new after 20,000 known"] = {

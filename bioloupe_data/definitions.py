@@ -30,7 +30,11 @@ from bioloupe_data.schedules import (
     pubmed_job,
     pubmed_schedule,
 )
-from bioloupe_data.sensors import entity_registration_sensor
+from bioloupe_data.sensors import (
+    drug_registration_sensor,
+    entity_automation_sensor,
+    sponsor_registration_sensor,
+)
 from bioloupe_data.settings import Settings, env
 
 
@@ -82,7 +86,11 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             enrichment.sponsor_profiles,
             enrichment.build_site_geocodes(daily),
         ],
-        sensors=[entity_registration_sensor],
+        sensors=[
+            drug_registration_sensor,
+            sponsor_registration_sensor,
+            entity_automation_sensor,
+        ],
         jobs=jobs,
         schedules=[clinicaltrials_schedule(jobs[0]), pubmed_schedule(jobs[1])],
         resources=build_resources(),

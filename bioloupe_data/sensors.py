@@ -3,13 +3,17 @@ profiles are requested in the same tick."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import dagster as dg
 
-from bioloupe_data.assets.enrichment import DRUG_PROFILES_KEY, SPONSOR_PROFILES_KEY
+from bioloupe_data.assets.enrichment import (
+    DRUG_PROFILES_KEY,
+    DRUGS_KEY,
+    SPONSOR_PROFILES_KEY,
+    SPONSORS_KEY,
+)
 from bioloupe_data.partitions import MAX_ENTITIES_PER_RUN, drug_partitions, sponsor_partitions
 from bioloupe_data.pipelines.entities import registered_since
 from bioloupe_data.resources import WarehouseResource
@@ -49,37 +53,46 @@ def batched_run_requests(
     return requests
 
 
-@dg.sensor(
-    target=[DRUG_PROFILES_KEY, SPONSOR_PROFILES_KEY],
-    minimum_interval_seconds=60,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-)
-def entity_registration_sensor(
-    context: dg.SensorEvaluationContext, warehouse: WarehouseResource
-) -> dg.SensorResult | dg.SkipReason:
-    """Registers drugs and sponsors first seen since the last tick as partitions of `drugs` and
-    `sponsors` and requests their profiles in batched range runs. Keys already known are never
-    added again."""
-    cursor = json.loads(context.cursor) if context.cursor else {}
-    before = dict(cursor)
-    additions: list[dg.AddDynamicPartitionsRequest] = []
-    requests: list[dg.RunRequest] = []
-    with warehouse.connection() as conn:
-        for kind in ENTITY_KINDS:
-            seen = registered_since(conn, kind.table, int(cursor.get(kind.table, 0)))
-            if not seen:
-                continue
-            cursor[kind.table] = seen[-1].seq
-            known = set(context.instance.get_dynamic_partitions(kind.partitions.name))
-            new = list(dict.fromkeys(e.key for e in seen if e.key not in known))
-            if not new:
-                continue
-            additions.append(kind.partitions.build_add_request(new))
-            requests += batched_run_requests(kind, new, seen[-1].seq)
-    if cursor == before:
-        return dg.SkipReason("no new drugs or sponsors")
-    return dg.SensorResult(
-        run_requests=requests,
-        dynamic_partitions_requests=additions,
-        cursor=json.dumps(cursor, sort_keys=True),
+def build_registration_sensor(kind: EntityKind) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=f"{kind.table}_registration_sensor",
+        target=[kind.profile_key],
+        minimum_interval_seconds=60,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            f"Registers {kind.table} first seen since the last tick as partitions of "
+            f"`{kind.partitions.name}` and requests their profiles in batched range runs; keys "
+            "already known are never added again."
+        ),
     )
+    def _registration(
+        context: dg.SensorEvaluationContext, warehouse: WarehouseResource
+    ) -> dg.SensorResult | dg.SkipReason:
+        after = int(context.cursor) if context.cursor else 0
+        with warehouse.connection() as conn:
+            seen = registered_since(conn, kind.table, after)
+        if not seen:
+            return dg.SkipReason(f"no new {kind.table}")
+        known = set(context.instance.get_dynamic_partitions(kind.partitions.name))
+        new = list(dict.fromkeys(e.key for e in seen if e.key not in known))
+        return dg.SensorResult(
+            run_requests=batched_run_requests(kind, new, seen[-1].seq),
+            dynamic_partitions_requests=[kind.partitions.build_add_request(new)] if new else [],
+            cursor=str(seen[-1].seq),
+        )
+
+    return _registration
+
+
+drug_registration_sensor = build_registration_sensor(ENTITY_KINDS[0])
+sponsor_registration_sensor = build_registration_sensor(ENTITY_KINDS[1])
+
+
+# `enriched/drugs` and `enriched/sponsors` follow `core/trials` (eager automation conditions);
+# this sensor evaluates them, on from the start.
+entity_automation_sensor = dg.AutomationConditionSensorDefinition(
+    name="entity_automation_sensor",
+    target=dg.AssetSelection.assets(DRUGS_KEY, SPONSORS_KEY),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=60,
+)

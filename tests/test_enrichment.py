@@ -19,7 +19,7 @@ from bioloupe_data.pipelines.normalize import normalize_days
 from bioloupe_data.replay.openai_server import OpenAICompatibleServer
 from bioloupe_data.replay.server import ReplayServer
 from bioloupe_data.resources import LlmSettings, WarehouseResource
-from bioloupe_data.sensors import entity_registration_sensor
+from bioloupe_data.sensors import drug_registration_sensor, sponsor_registration_sensor
 from bioloupe_data.sources.clinicaltrials import ClinicalTrialsClient
 from bioloupe_data.warehouse.database import connect
 from bioloupe_data.warehouse.migrate import migrate
@@ -62,25 +62,40 @@ def resources(loaded: str) -> dict[str, object]:
     }
 
 
-def _tick(instance: dg.DagsterInstance, url: str, cursor: str | None) -> dg.SensorResult:
-    context = dg.build_sensor_context(
-        instance=instance,
-        cursor=cursor,
-        resources={"warehouse": WarehouseResource(database_url=url)},
-    )
-    result = entity_registration_sensor(context)
-    if isinstance(result, dg.SkipReason):
-        return dg.SensorResult(skip_reason=result, cursor=cursor)
-    for request in result.dynamic_partitions_requests or []:  # what the daemon does with them
-        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
-    return result
+Cursors = dict[str, str | None]
 
 
-def _keys(result: dg.SensorResult, name: str) -> list[str]:
+def _tick(instance: dg.DagsterInstance, url: str, cursors: Cursors) -> dict[str, dg.SensorResult]:
+    """One tick of each registration sensor, applied to the instance as the daemon does."""
+    results = {}
+    for name, sensor in (
+        ("drugs", drug_registration_sensor),
+        ("sponsors", sponsor_registration_sensor),
+    ):
+        context = dg.build_sensor_context(
+            instance=instance,
+            cursor=cursors.get(name),
+            resources={"warehouse": WarehouseResource(database_url=url)},
+        )
+        result = sensor(context)
+        if isinstance(result, dg.SkipReason):
+            result = dg.SensorResult(skip_reason=result, cursor=cursors.get(name))
+        for request in result.dynamic_partitions_requests or []:
+            instance.add_dynamic_partitions(
+                request.partitions_def_name, list(request.partition_keys)
+            )
+        results[name] = result
+    return results
+
+
+def _cursors(results: dict[str, dg.SensorResult]) -> Cursors:
+    return {name: result.cursor for name, result in results.items()}
+
+
+def _keys(results: dict[str, dg.SensorResult], name: str) -> list[str]:
     return [
         key
-        for request in result.dynamic_partitions_requests or []
-        if request.partitions_def_name == name
+        for request in results[name].dynamic_partitions_requests or []
         for key in request.partition_keys
     ]
 
@@ -107,23 +122,24 @@ def test_one_tick_registers_every_drug_and_sponsor_once_and_a_second_tick_nothin
     sponsors = count(loaded, "enriched.sponsors")
     assert drugs > 100 and sponsors > 100
 
-    first = _tick(instance, loaded, None)
+    first = _tick(instance, loaded, {})
 
     assert len(_keys(first, "drugs")) == len(set(_keys(first, "drugs"))) == drugs
     assert len(_keys(first, "sponsors")) == sponsors
     assert set(instance.get_dynamic_partitions("drugs")) == set(_keys(first, "drugs"))
-    requested = [
-        r for r in first.run_requests or [] if r.asset_selection == [enrichment.DRUG_PROFILES_KEY]
-    ]
+    requested = first["drugs"].run_requests or []
+    assert all(r.asset_selection == [enrichment.DRUG_PROFILES_KEY] for r in requested)
     assert 1 < len(requested) <= drugs // 100 + 1  # batched range runs, not one per drug
-    assert len({r.run_key for r in first.run_requests or []}) == len(first.run_requests or [])
+    assert len({r.run_key for r in requested}) == len(requested)
+    assert requested[0].tags["dagster/asset_partition_range_start"] == _keys(first, "drugs")[0]
 
-    second = _tick(instance, loaded, first.cursor)
-    assert second.skip_reason is not None and not second.run_requests
+    second = _tick(instance, loaded, _cursors(first))
+    for result in second.values():
+        assert result.skip_reason is not None and not result.run_requests
 
     _load_trials(loaded, _with_new_drugs(tmp_path))
     assert dg.materialize([enrichment.drugs], instance=instance, resources=resources).success
-    third = _tick(instance, loaded, second.cursor)
+    third = _tick(instance, loaded, _cursors(second))
     assert sorted(_keys(third, "drugs")) == ["dataloupumab", "loupetinib"]
     assert _keys(third, "sponsors") == []
 

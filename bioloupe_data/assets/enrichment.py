@@ -47,7 +47,7 @@ def drugs(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg
     """Canonical drug entities from `core.trial_interventions` of drug-like types: names
     normalized (case, punctuation, salts, dosage words), code names joined to the INN they are
     listed with, each with a stable slug key (`enriched.drugs`, with synonyms) and its trials
-    (`enriched.trial_drugs`). The `entity_registration_sensor` turns new keys into partitions of
+    (`enriched.trial_drugs`). The `drugs_registration_sensor` turns new keys into partitions of
     `drugs`."""
     with warehouse.connection() as conn:
         counts, links = refresh_drugs(conn)

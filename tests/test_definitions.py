@@ -1,0 +1,78 @@
+"""The code location as the UI and the daemon load it."""
+
+import dagster as dg
+import pytest
+
+from bioloupe_data.definitions import defs
+
+EXPECTED_ASSETS = {
+    "clinicaltrials_gov/api",
+    "raw/clinicaltrials_gov",
+    "core/trials",
+    "pubmed/api",
+    "raw/pubmed",
+    "core/publications",
+    "enriched/drugs",
+    "enriched/sponsors",
+    "enriched/drug_profiles",
+    "enriched/sponsor_profiles",
+    "enriched/site_geocodes",
+}
+
+
+@pytest.fixture
+def definitions(monkeypatch: pytest.MonkeyPatch) -> dg.Definitions:
+    for name in ("BIOLOUPE_DATABASE_URL", "OPENAI_API_KEY", "NCBI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("BIOLOUPE_START_DATE", "2020-01-01")
+    return defs()
+
+
+def test_every_job_sensor_and_schedule_resolves(definitions: dg.Definitions) -> None:
+    dg.Definitions.validate_loadable(definitions)
+    jobs = {job.name for job in definitions.resolve_all_job_defs()}
+    assert {"clinicaltrials_gov_daily", "pubmed_daily"} <= jobs
+    assert {s.name for s in definitions.sensors or []} == {
+        "drugs_registration_sensor",
+        "sponsors_registration_sensor",
+        "entity_automation_sensor",
+    }
+    schedules = {
+        name: definitions.resolve_schedule_def(name).cron_schedule
+        for name in ("clinicaltrials_gov_daily_schedule", "pubmed_daily_schedule")
+    }
+    assert schedules == {
+        "clinicaltrials_gov_daily_schedule": "0 7 * * *",
+        "pubmed_daily_schedule": "0 8 * * *",
+    }
+
+
+def test_assets_follow_the_conventions(definitions: dg.Definitions) -> None:
+    graph = definitions.resolve_asset_graph()
+    keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
+    assert keys == EXPECTED_ASSETS
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        spec = next(s for s in node.assets_def.specs if s.key == key)
+        assert len(key.path) == 2 and key.path[1] == key.path[1].lower()
+        assert spec.description, key
+        assert spec.owners, key
+        assert spec.kinds, key
+        if node.is_materializable:
+            assert node.group_name == key.path[0], key
+        if node.partitions_def is not None and node.is_materializable:
+            assert node.backfill_policy is not None, key
+
+
+def test_daily_jobs_hold_one_source_each(definitions: dg.Definitions) -> None:
+    trials = definitions.resolve_job_def("clinicaltrials_gov_daily")
+    pubmed = definitions.resolve_job_def("pubmed_daily")
+    assert {k.to_user_string() for k in trials.asset_layer.selected_asset_keys} == {
+        "raw/clinicaltrials_gov",
+        "core/trials",
+        "enriched/site_geocodes",
+    }
+    assert {k.to_user_string() for k in pubmed.asset_layer.selected_asset_keys} == {
+        "raw/pubmed",
+        "core/publications",
+    }
