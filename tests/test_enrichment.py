@@ -249,3 +249,45 @@ def test_every_site_of_a_day_ends_with_coordinates_or_a_reason(
     )
     metadata = again.asset_materializations_for_node("enriched__site_geocodes")[-1].metadata
     assert metadata["updated"].value == metadata["inserted"].value == 0
+
+
+def test_a_budget_of_n_calls_stops_the_llm_at_n_and_records_the_rest(
+    instance: dg.DagsterInstance,
+    resources: dict[str, object],
+    loaded: str,
+    registered: list[str],
+) -> None:
+    unknown = [f"zz-unstemmed-{i}" for i in range(5)]
+    with psycopg.connect(loaded) as conn:
+        for key in unknown:
+            conn.execute(
+                "INSERT INTO enriched.drugs (drug_key, name) VALUES (%s, %s)",
+                (key, f"Zorblat {key[-1]}"),
+            )
+    instance.add_dynamic_partitions("drugs", unknown)
+    with OpenAICompatibleServer() as server:
+        budgeted = {
+            **resources,
+            "openai": OpenAIResource(api_key="test", base_url=server.url),
+            "llm": LlmSettings(enabled=True, model="test-model", max_calls_per_run=3),
+        }
+        result = dg.materialize(
+            [enrichment.drug_profiles],
+            instance=instance,
+            resources=budgeted,
+            tags={
+                "dagster/asset_partition_range_start": unknown[0],
+                "dagster/asset_partition_range_end": unknown[-1],
+            },
+        )
+        assert result.success
+        assert server.calls == 3
+    assert count(loaded, "enriched.drug_profiles", "extracted_by = 'llm:test-model'") == 3
+    assert (
+        count(
+            loaded,
+            "enriched.drug_profiles",
+            "extracted_by = 'none' AND note LIKE '%budget%' AND drug_key LIKE 'zz-unstemmed-%'",
+        )
+        == 2
+    )
