@@ -1,6 +1,8 @@
 """Enriched entities: drugs and sponsors found in the trials, and their profiles (rules first,
 an LLM through dagster-openai second)."""
 
+from contextlib import ExitStack
+
 import dagster as dg
 from dagster_openai import OpenAIResource, with_usage_metadata
 
@@ -107,35 +109,21 @@ def drug_profiles(
     no stem tells. Without `OPENAI_API_KEY` it runs rules-only and says so in its metadata.
     Every row records `extracted_by` ('rules' or 'llm:<model>') and the prompt version."""
     keys = context.partition_keys
-    budget = LlmBudget(llm.max_calls_per_run, llm.max_tokens_per_run)
-    with warehouse.connection() as conn:
-        if llm.enabled:
-            with openai.get_client(context) as client:
-                extractor = StructuredExtractor(
-                    client,
-                    model=llm.model,
-                    prompt_version=DRUG_PROMPT_VERSION,
-                    system_prompt=DRUG_SYSTEM_PROMPT,
-                    schema=DRUG_PROFILE_SCHEMA,
-                    conn=conn,
-                    budget=budget,
-                    usage_callback=lambda response: with_usage_metadata(
-                        context, None, lambda: response
-                    )(),
-                )
-                result = profile_drugs(conn, keys, extractor)
-        else:
-            extractor = StructuredExtractor(
-                None,
-                model=llm.model,
-                prompt_version=DRUG_PROMPT_VERSION,
-                system_prompt=DRUG_SYSTEM_PROMPT,
-                schema=DRUG_PROFILE_SCHEMA,
-                conn=conn,
-                budget=budget,
-                disabled_reason="OPENAI_API_KEY is not set",
-            )
-            result = profile_drugs(conn, keys, extractor)
+    with warehouse.connection() as conn, ExitStack() as stack:
+        client = stack.enter_context(openai.get_client(context)) if llm.enabled else None
+        extractor = StructuredExtractor(
+            client,
+            model=llm.model,
+            prompt_version=DRUG_PROMPT_VERSION,
+            system_prompt=DRUG_SYSTEM_PROMPT,
+            schema=DRUG_PROFILE_SCHEMA,
+            conn=conn,
+            budget=LlmBudget(llm.max_calls_per_run, llm.max_tokens_per_run),
+            # dagster-openai's usage metadata, without its wrapper (it fails on a missing usage)
+            usage_callback=lambda response: with_usage_metadata(context, None, lambda: response)(),
+            disabled_reason="OPENAI_API_KEY is not set",
+        )
+        result = profile_drugs(conn, keys, extractor)
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": len(keys),
