@@ -37,7 +37,8 @@ def _print_report(report: BackfillReport) -> None:
             *(str(totals.counts[k]) for k in ("inserted", "updated", "unchanged")),
             str(totals.documents),
         )
-    Console().print(table)
+    # Piped output has no terminal width; asset keys must still print whole.
+    Console(width=None if sys.stdout.isatty() else 120).print(table)
     console.print(f"{len(report.runs)} run(s): {', '.join(report.runs)}")
 
 

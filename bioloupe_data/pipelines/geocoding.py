@@ -33,6 +33,10 @@ class GeocodedDay:
     by_source: dict[str, int] = field(default_factory=dict)
     unplaced: int = 0
 
+    @property
+    def rows(self) -> int:
+        return self.sites
+
 
 def geocode_days(
     conn: psycopg.Connection,

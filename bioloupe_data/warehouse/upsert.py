@@ -241,3 +241,50 @@ def sync_children(
         counts.updated = len(returned) - counts.inserted
     counts.unchanged = (staged_total[0] if staged_total else 0) - counts.inserted - counts.updated
     return counts
+
+
+def upsert_rows(
+    conn: psycopg.Connection,
+    table: str,
+    key: str,
+    columns: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+) -> UpsertCounts:
+    """Upsert unversioned rows of an `enriched` table keyed by one column (derived data that is
+    simply recomputed): new ones inserted, changed ones updated (`updated_at` set), identical
+    ones left unwritten."""
+    target = sql.Identifier("enriched", table)
+    cols = sql.SQL(", ").join(map(sql.Identifier, columns))
+    updatable = [c for c in columns if c != key]
+    staging = sql.Identifier(f"stg_enriched_{table}")
+    conn.execute(
+        sql.SQL(
+            "CREATE TEMP TABLE IF NOT EXISTS {} ON COMMIT DELETE ROWS AS "
+            "SELECT {} FROM {} WITH NO DATA"
+        ).format(staging, cols, target)
+    )
+    with conn.cursor().copy(sql.SQL("COPY {} ({}) FROM STDIN").format(staging, cols)) as copy:
+        for row in rows:
+            copy.write_row(row)
+    returned = conn.execute(
+        sql.SQL(
+            """
+            INSERT INTO {target} AS t ({cols}) SELECT {cols} FROM {staging} ORDER BY {key}
+            ON CONFLICT ({key}) DO UPDATE SET {assign}, updated_at = now()
+            WHERE ({old}) IS DISTINCT FROM ({new})
+            RETURNING (t.xmax = 0)
+            """
+        ).format(
+            target=target,
+            cols=cols,
+            staging=staging,
+            key=sql.Identifier(key),
+            assign=sql.SQL(", ").join(
+                sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in updatable
+            ),
+            old=sql.SQL(", ").join(sql.Identifier("t", c) for c in updatable),
+            new=sql.SQL(", ").join(sql.Identifier("excluded", c) for c in updatable),
+        )
+    ).fetchall()
+    inserted = sum(1 for (was_insert,) in returned if was_insert)
+    return UpsertCounts(inserted, len(returned) - inserted, len(rows) - len(returned))

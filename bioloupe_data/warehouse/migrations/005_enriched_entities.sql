@@ -79,3 +79,21 @@ CREATE TABLE IF NOT EXISTS enriched.site_geocodes (
 COMMENT ON TABLE enriched.site_geocodes IS
     'Coordinates for every trial site: the registry''s geoPoint, else the offline GeoNames '
     'gazetteer (city + state + country); country as ISO 3166 alpha-2 and UN M49 region.';
+
+CREATE TABLE IF NOT EXISTS enriched.trial_features (
+    nct_id text PRIMARY KEY REFERENCES core.trials (nct_id) ON DELETE CASCADE,
+    tumor_areas text[] NOT NULL DEFAULT '{}',
+    biomarkers text[] NOT NULL DEFAULT '{}',
+    line_of_therapy text,
+    combination_partners text[] NOT NULL DEFAULT '{}',
+    extracted_by text NOT NULL CHECK (extracted_by = 'rules' OR extracted_by LIKE 'llm:%'),
+    rules_version text NOT NULL,
+    unresolved boolean NOT NULL,
+    partition_date date NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS trial_features_tumor_areas ON enriched.trial_features
+    USING gin (tumor_areas);
+COMMENT ON TABLE enriched.trial_features IS
+    'Tumor areas, biomarkers, line of therapy and combination partners per trial, with how '
+    'each row was extracted (rules or llm:<model>) and the rules/prompt version.';
