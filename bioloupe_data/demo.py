@@ -12,11 +12,15 @@ from rich.console import Console
 from rich.table import Table as RichTable
 
 from bioloupe_data import local
+from bioloupe_data.assets.enrichment import DRUGS_KEY, SPONSORS_KEY
 from bioloupe_data.definitions import defs
 from bioloupe_data.replay.server import ReplayServer
 from bioloupe_data.replay.synth import write_synthetic
-from bioloupe_data.runner import SOURCE_ASSETS, BackfillReport, run_backfill
+from bioloupe_data.runner import SOURCE_ASSETS, AssetTotals, BackfillReport, run_backfill
+from bioloupe_data.sensors import drug_registration_sensor, sponsor_registration_sensor
 
+ENTITY_ASSETS = [DRUGS_KEY, SPONSORS_KEY]
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 SUMMARY_TABLES = (
     "raw.documents",
     "core.trials",
@@ -27,6 +31,11 @@ SUMMARY_TABLES = (
     "core.publications",
     "core.publication_authors",
     "core.publication_trials",
+    "enriched.drugs",
+    "enriched.drug_profiles",
+    "enriched.sponsors",
+    "enriched.trial_features",
+    "enriched.site_geocodes",
     "ops.partition_fetches",
     "ops.dead_letters",
 )
@@ -53,7 +62,9 @@ def run_demo(days: int, per_day: int, console: Console) -> int:
                 yesterday,
                 console=console,
             )
+            enriched = enrich(defs(), instance, console)
         console.print(f"replay server answered {server.request_count} requests")
+    report.assets.update(enriched.assets)
     _print_summary(environment.warehouse_url, report, Console())
     if report.failed:
         console.print(f"[red]failed:[/red] {report.failed}")
@@ -91,3 +102,56 @@ def _print_summary(warehouse_url: str, report: BackfillReport, console: Console)
     console.print(rows)
     if report.changed == 0:
         console.print("[green]nothing changed[/green]: every document was already up to date.")
+
+
+def enrich(defs: dg.Definitions, instance: dg.DagsterInstance, console: Console) -> BackfillReport:
+    """What the daemon would do next: refresh the entities, let the registration sensors add
+    new ones as partitions, and run the profile runs they request (rules-only without
+    OPENAI_API_KEY)."""
+    job = defs.resolve_implicit_global_asset_job_def()
+    report = BackfillReport()
+    result = job.execute_in_process(
+        instance=instance, asset_selection=ENTITY_ASSETS, raise_on_error=False, run_config=QUIET
+    )
+    _collect(report, result)
+    for sensor in (drug_registration_sensor, sponsor_registration_sensor):
+        context = dg.build_sensor_context(
+            instance=instance, resources={"warehouse": defs.resources["warehouse"]}
+        )
+        tick = sensor(context)
+        if isinstance(tick, dg.SkipReason):
+            continue
+        for request in tick.dynamic_partitions_requests or []:
+            instance.add_dynamic_partitions(
+                request.partitions_def_name, list(request.partition_keys)
+            )
+        for request in tick.run_requests or []:
+            run = job.execute_in_process(
+                instance=instance,
+                asset_selection=list(request.asset_selection or []),
+                tags=request.tags,
+                raise_on_error=False,
+                run_config=QUIET,
+            )
+            _collect(report, run)
+    console.print(f"enrichment: {len(report.runs)} run(s)")
+    return report
+
+
+def _collect(report: BackfillReport, result: dg.ExecuteInProcessResult) -> None:
+    """Per asset: the run's totals (a range run repeats them on every partition it covers)."""
+    report.runs.append(result.run_id)
+    by_asset: dict[str, list[dg.AssetMaterialization]] = {}
+    for event in result.get_asset_materialization_events():
+        materialization = event.step_materialization_data.materialization
+        by_asset.setdefault(materialization.asset_key.to_user_string(), []).append(materialization)
+    for name, materializations in by_asset.items():
+        totals = report.assets.setdefault(name, AssetTotals())
+        partitions = {m.partition for m in materializations if m.partition}
+        totals.partitions += len(partitions)
+        final = materializations[-1].metadata
+        for key in ("inserted", "updated", "unchanged"):
+            value = final.get(key)
+            totals.counts[key] += int(value.value) if value is not None else 0
+    if not result.success:
+        report.failed = f"run {result.run_id} failed"

@@ -20,13 +20,19 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from bioloupe_data.assets.enrichment import SITE_GEOCODES_KEY, TRIAL_FEATURES_KEY
 from bioloupe_data.assets.ingestion import CLINICALTRIALS_LANDING_KEY, PUBMED_LANDING_KEY
 from bioloupe_data.assets.normalize import PUBLICATIONS_KEY, TRIALS_KEY
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 SOURCE_ASSETS: dict[str, list[dg.AssetKey]] = {
-    "clinicaltrials_gov": [CLINICALTRIALS_LANDING_KEY, TRIALS_KEY],
+    "clinicaltrials_gov": [
+        CLINICALTRIALS_LANDING_KEY,
+        TRIALS_KEY,
+        SITE_GEOCODES_KEY,
+        TRIAL_FEATURES_KEY,
+    ],
     "pubmed": [PUBMED_LANDING_KEY, PUBLICATIONS_KEY],
 }
 COUNT_KEYS = ("inserted", "updated", "unchanged")
