@@ -326,3 +326,45 @@ def test_trial_features_of_a_day_are_extracted_by_rules_and_rewritten_only_when_
     metadata = again.asset_materializations_for_node("enriched__trial_features")[-1].metadata
     assert metadata["unchanged"].value == total
     assert metadata["updated"].value == metadata["inserted"].value == 0
+
+
+def test_an_llm_places_a_cancer_trial_the_rules_cannot_and_the_answer_is_cached(
+    instance: dg.DagsterInstance, resources: dict[str, object], loaded: str
+) -> None:
+    with psycopg.connect(loaded) as conn:
+        row = conn.execute(
+            "SELECT t.partition_date FROM core.trials t WHERE t.nct_id = 'NCT04571398'"
+        ).fetchone()
+    assert row is not None  # its only condition is "Cancer": no tumor area by rules
+    day = row[0].isoformat()
+    asset = enrichment.build_trial_features(daily_partitions("2006-01-01"))
+    with OpenAICompatibleServer(responder=lambda request: {"tumor_areas": ["breast"]}) as server:
+        with_llm = {
+            **resources,
+            "openai": OpenAIResource(api_key="test", base_url=server.url),
+            "llm": LlmSettings(enabled=True, model="test-model", max_calls_per_run=50),
+        }
+        assert dg.materialize([asset], instance=instance, resources=with_llm, partition_key=day)
+        calls = server.calls
+        assert calls >= 1
+        assert dg.materialize([asset], instance=instance, resources=with_llm, partition_key=day)
+        assert server.calls == calls  # the second run reads ops.llm_cache
+    assert (
+        count(
+            loaded,
+            "enriched.trial_features",
+            "nct_id = 'NCT04571398' AND tumor_areas = '{breast}' "
+            "AND extracted_by = 'llm:test-model' AND NOT unresolved "
+            "AND rules_version LIKE '%trial-tumor-area-v1'",
+        )
+        == 1
+    )
+    # Only the trials the rules could not place were asked about; the others keep 'rules'.
+    assert (
+        count(
+            loaded,
+            "enriched.trial_features",
+            f"partition_date = '{day}' AND extracted_by <> 'rules'",
+        )
+        == calls
+    )

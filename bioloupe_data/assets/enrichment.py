@@ -13,7 +13,7 @@ from dagster_openai import OpenAIResource, with_usage_metadata
 from bioloupe_data.assets._common import OWNERS, partition_days
 from bioloupe_data.assets.normalize import TRIALS_KEY
 from bioloupe_data.enrichment.geocode import Geocoder
-from bioloupe_data.enrichment.llm import LlmBudget, StructuredExtractor
+from bioloupe_data.enrichment.llm import LlmBudget, LlmPrompt, StructuredExtractor
 from bioloupe_data.partitions import (
     daily_backfill_policy,
     drug_partitions,
@@ -29,13 +29,40 @@ from bioloupe_data.pipelines.entities import (
     refresh_drugs,
     refresh_sponsors,
 )
-from bioloupe_data.pipelines.features import extract_days
+from bioloupe_data.pipelines.features import TRIAL_FEATURES_PROMPT, extract_days
 from bioloupe_data.pipelines.geocoding import geocode_days
 from bioloupe_data.pipelines.landing import days_between
 from bioloupe_data.resources import LlmSettings, WarehouseResource
 from bioloupe_data.warehouse.upsert import UpsertCounts
 
+DRUG_PROMPT = LlmPrompt(DRUG_PROMPT_VERSION, DRUG_SYSTEM_PROMPT, DRUG_PROFILE_SCHEMA)
 DRUGS_KEY = dg.AssetKey(["enriched", "drugs"])
+
+
+def _extractor(
+    context: dg.AssetExecutionContext,
+    conn: psycopg.Connection,
+    openai: OpenAIResource,
+    llm: LlmSettings,
+    stack: ExitStack,
+    prompt: LlmPrompt,
+) -> StructuredExtractor:
+    """The run's LLM access: cached, within the run's budget, rules-only without a key."""
+    client = stack.enter_context(openai.get_client(context)) if llm.enabled else None
+    return StructuredExtractor(
+        client,
+        model=llm.model,
+        prompt_version=prompt.version,
+        system_prompt=prompt.system,
+        schema=prompt.schema,
+        conn=conn,
+        budget=LlmBudget(llm.max_calls_per_run, llm.max_tokens_per_run),
+        # dagster-openai's usage metadata, without its wrapper (it fails on a missing usage)
+        usage_callback=lambda response: with_usage_metadata(context, None, lambda: response)(),
+        disabled_reason="OPENAI_API_KEY is not set",
+    )
+
+
 SPONSORS_KEY = dg.AssetKey(["enriched", "sponsors"])
 DRUG_PROFILES_KEY = dg.AssetKey(["enriched", "drug_profiles"])
 SPONSOR_PROFILES_KEY = dg.AssetKey(["enriched", "sponsor_profiles"])
@@ -115,19 +142,7 @@ def drug_profiles(
     Every row records `extracted_by` ('rules' or 'llm:<model>') and the prompt version."""
     keys = context.partition_keys
     with warehouse.connection() as conn, ExitStack() as stack:
-        client = stack.enter_context(openai.get_client(context)) if llm.enabled else None
-        extractor = StructuredExtractor(
-            client,
-            model=llm.model,
-            prompt_version=DRUG_PROMPT_VERSION,
-            system_prompt=DRUG_SYSTEM_PROMPT,
-            schema=DRUG_PROFILE_SCHEMA,
-            conn=conn,
-            budget=LlmBudget(llm.max_calls_per_run, llm.max_tokens_per_run),
-            # dagster-openai's usage metadata, without its wrapper (it fails on a missing usage)
-            usage_callback=lambda response: with_usage_metadata(context, None, lambda: response)(),
-            disabled_reason="OPENAI_API_KEY is not set",
-        )
+        extractor = _extractor(context, conn, openai, llm, stack, DRUG_PROMPT)
         result = profile_drugs(conn, keys, extractor)
     return dg.MaterializeResult(
         metadata={
@@ -177,22 +192,44 @@ alpha-2 codes and UN M49 regions. Each row records its source, or the reason it 
 TRIAL_FEATURES_DESCRIPTION = """Tumor areas (the `tumor_area` values), biomarkers (EGFR and its
 variants, ALK, ROS1, KRAS G12C, BRAF V600E, HER2, PD-L1, MSI-H/dMMR, NTRK, …), line of therapy
 and combination partners of the day's trials (`enriched.trial_features`), by rules over titles,
-conditions, MeSH terms, inclusion criteria and arms. Each row records `extracted_by` and the
-rules version; trials the rules cannot place are flagged `unresolved`."""
+conditions, MeSH terms, inclusion criteria and arms. Where the rules find no tumor area in a
+trial about cancer, an LLM is asked (cached, budgeted, skipped without `OPENAI_API_KEY`). Each
+row records `extracted_by` ('rules' or 'llm:<model>') and the rules/prompt version; trials left
+without an area are flagged `unresolved`."""
 
 
-def _geocode(conn: psycopg.Connection, days: list[date], on_day: Callable[[Any], None]) -> None:
+RunDays = Callable[
+    [psycopg.Connection, list[date], Callable[[Any], None], StructuredExtractor | None], None
+]
+
+
+def _geocode(
+    conn: psycopg.Connection,
+    days: list[date],
+    on_day: Callable[[Any], None],
+    extractor: StructuredExtractor | None,
+) -> None:
     geocode_days(conn, Geocoder(), days, on_day=on_day)
+
+
+def _features(
+    conn: psycopg.Connection,
+    days: list[date],
+    on_day: Callable[[Any], None],
+    extractor: StructuredExtractor | None,
+) -> None:
+    extract_days(conn, days, extractor=extractor, on_day=on_day)
 
 
 def build_daily_enrichment(
     key: dg.AssetKey,
     description: str,
-    run_days: Callable[[psycopg.Connection, list[date], Callable[[Any], None]], None],
+    run_days: RunDays,
     partitions_def: dg.PartitionsDefinition,
+    prompt: LlmPrompt | None = None,
 ) -> dg.AssetsDefinition:
     """A daily asset derived from the day's trials, one transaction and one recorded
-    materialization per day."""
+    materialization per day; with a prompt, an LLM second pass where rules cannot tell."""
 
     @dg.asset(
         key=key,
@@ -206,7 +243,10 @@ def build_daily_enrichment(
         description=description,
     )
     def _daily(
-        context: dg.AssetExecutionContext, warehouse: WarehouseResource
+        context: dg.AssetExecutionContext,
+        warehouse: WarehouseResource,
+        openai: OpenAIResource,
+        llm: LlmSettings,
     ) -> dg.MaterializeResult:
         start, end = partition_days(context)
         totals = UpsertCounts()
@@ -224,13 +264,15 @@ def build_daily_enrichment(
                 )
             )
 
-        with warehouse.connection() as conn:
-            run_days(conn, days_between(start, end), on_day)
+        with warehouse.connection() as conn, ExitStack() as stack:
+            extractor = _extractor(context, conn, openai, llm, stack, prompt) if prompt else None
+            run_days(conn, days_between(start, end), on_day, extractor)
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": rows,
                 **totals.as_metadata(),
                 "partitions_in_run": (end - start).days + 1,
+                **(extractor.metadata() if extractor else {}),
             }
         )
 
@@ -247,6 +289,7 @@ def build_trial_features(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDe
     return build_daily_enrichment(
         TRIAL_FEATURES_KEY,
         TRIAL_FEATURES_DESCRIPTION,
-        lambda conn, days, on_day: extract_days(conn, days, on_day=on_day),
+        _features,
         partitions_def,
+        TRIAL_FEATURES_PROMPT,
     )

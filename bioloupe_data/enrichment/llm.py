@@ -62,6 +62,16 @@ DEFAULT_TIMEOUT_SECONDS = 60.0
 UsageCallback = Callable[[ChatCompletion], None]
 
 
+@dataclass(frozen=True, slots=True)
+class LlmPrompt:
+    """What an extraction asks: bump `version` whenever the prompt or schema changes (cached
+    answers are keyed by it)."""
+
+    version: str
+    system: str
+    schema: Mapping[str, Any]
+
+
 class LlmStatus(StrEnum):
     CACHED = "cached"
     CALLED = "called"

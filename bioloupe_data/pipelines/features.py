@@ -3,15 +3,20 @@ trials of a day, by rules; one transaction per day, rows rewritten only when the
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
 import psycopg
 
+from bioloupe_data.enrichment.llm import LlmPrompt, LlmStatus, StructuredExtractor
 from bioloupe_data.enrichment.trial_features import (
+    RULES_VERSION,
     TRIAL_FEATURE_COLUMNS,
+    TUMOR_AREAS,
+    TrialFeatures,
     TrialText,
     extract_features,
     to_row,
@@ -39,11 +44,36 @@ FROM core.trials t WHERE t.partition_date = %s ORDER BY t.nct_id
 """
 
 
+TRIAL_FEATURES_PROMPT = LlmPrompt(
+    version="trial-tumor-area-v1",
+    system=(
+        "You assign oncology clinical trials to tumor areas. Given a trial's titles, conditions "
+        "and MeSH terms, answer with every tumor area it studies, from the allowed list only; "
+        "an empty list when it studies no specific area (e.g. any solid tumor)."
+    ),
+    schema={
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["tumor_areas"],
+        "properties": {
+            "tumor_areas": {"type": "array", "items": {"type": "string", "enum": list(TUMOR_AREAS)}}
+        },
+    },
+)
+# Only trials about cancer are worth a question when the rules found no area.
+_CANCER_WORDS = re.compile(
+    r"cancer|tumou?r|carcinom|neoplas|malignan|lymphoma|leuka?emia|myeloma|melanoma|sarcoma|"
+    r"oncolog|metasta",
+    re.IGNORECASE,
+)
+
+
 @dataclass(slots=True)
 class FeaturesDay:
     day: date
     trials: int = 0
     unresolved: int = 0
+    by_llm: int = 0
     counts: UpsertCounts = field(default_factory=UpsertCounts)
 
     @property
@@ -79,23 +109,56 @@ def extract_days(
     conn: psycopg.Connection,
     days: Iterable[date],
     *,
+    extractor: StructuredExtractor | None = None,
     on_day: Callable[[FeaturesDay], None] | None = None,
 ) -> list[FeaturesDay]:
     results = []
     for day in days:
         with conn.transaction():
-            result = _extract_day(conn, day)
+            result = _extract_day(conn, day, extractor)
         results.append(result)
         if on_day:
             on_day(result)
     return results
 
 
-def _extract_day(conn: psycopg.Connection, day: date) -> FeaturesDay:
+def _about_cancer(text: TrialText) -> bool:
+    fields = [text.brief_title, text.official_title, *text.conditions, *text.mesh_terms]
+    return any(_CANCER_WORDS.search(value) for value in fields if value)
+
+
+def _ask(extractor: StructuredExtractor, text: TrialText, rules: TrialFeatures) -> TrialFeatures:
+    """The LLM's tumor areas where the rules found none; the rules' other features stay."""
+    outcome = extractor.extract(
+        {
+            "brief_title": text.brief_title,
+            "official_title": text.official_title,
+            "conditions": list(text.conditions),
+            "mesh_terms": list(text.mesh_terms),
+        }
+    )
+    areas = (outcome.value or {}).get("tumor_areas") or []
+    if outcome.status not in (LlmStatus.CALLED, LlmStatus.CACHED) or not areas:
+        return rules
+    return replace(
+        rules,
+        tumor_areas=tuple(sorted(set(areas) & set(TUMOR_AREAS))),
+        unresolved=False,
+        extracted_by=f"llm:{extractor.model}",
+        rules_version=f"{RULES_VERSION}+{TRIAL_FEATURES_PROMPT.version}",
+    )
+
+
+def _extract_day(
+    conn: psycopg.Connection, day: date, extractor: StructuredExtractor | None
+) -> FeaturesDay:
     result = FeaturesDay(day)
     rows: list[tuple[Any, ...]] = []
     for text in trial_texts(conn, day):
         features = extract_features(text)
+        if features.unresolved and extractor is not None and _about_cancer(text):
+            features = _ask(extractor, text, features)
+            result.by_llm += features.extracted_by != "rules"
         result.unresolved += features.unresolved
         rows.append((*to_row(features), day))
     result.trials = len(rows)
