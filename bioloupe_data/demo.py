@@ -16,7 +16,7 @@ from bioloupe_data.assets.enrichment import DRUGS_KEY, SPONSORS_KEY
 from bioloupe_data.definitions import defs
 from bioloupe_data.replay.server import ReplayServer
 from bioloupe_data.replay.synth import write_synthetic
-from bioloupe_data.runner import SOURCE_ASSETS, AssetTotals, BackfillReport, run_backfill
+from bioloupe_data.runner import SOURCE_ASSETS, BackfillReport, add_run, run_backfill
 from bioloupe_data.sensors import drug_registration_sensor, sponsor_registration_sensor
 
 ENTITY_ASSETS = [DRUGS_KEY, SPONSORS_KEY]
@@ -65,6 +65,7 @@ def run_demo(days: int, per_day: int, console: Console) -> int:
             enriched = enrich(defs(), instance, console)
         console.print(f"replay server answered {server.request_count} requests")
     report.assets.update(enriched.assets)
+    report.failed = report.failed or enriched.failed
     _print_summary(environment.warehouse_url, report, Console())
     if report.failed:
         console.print(f"[red]failed:[/red] {report.failed}")
@@ -110,10 +111,20 @@ def enrich(defs: dg.Definitions, instance: dg.DagsterInstance, console: Console)
     OPENAI_API_KEY)."""
     job = defs.resolve_implicit_global_asset_job_def()
     report = BackfillReport()
-    result = job.execute_in_process(
-        instance=instance, asset_selection=ENTITY_ASSETS, raise_on_error=False, run_config=QUIET
-    )
-    _collect(report, result)
+
+    def run(selection: list[dg.AssetKey], tags: dict[str, str] | None = None) -> None:
+        result = job.execute_in_process(
+            instance=instance,
+            asset_selection=selection,
+            tags=tags,
+            raise_on_error=False,
+            run_config=QUIET,
+        )
+        add_run(report, result)
+        if not result.success:
+            report.failed = f"run {result.run_id} failed"
+
+    run(ENTITY_ASSETS)
     for sensor in (drug_registration_sensor, sponsor_registration_sensor):
         context = dg.build_sensor_context(
             instance=instance, resources={"warehouse": defs.resources["warehouse"]}
@@ -126,32 +137,6 @@ def enrich(defs: dg.Definitions, instance: dg.DagsterInstance, console: Console)
                 request.partitions_def_name, list(request.partition_keys)
             )
         for request in tick.run_requests or []:
-            run = job.execute_in_process(
-                instance=instance,
-                asset_selection=list(request.asset_selection or []),
-                tags=request.tags,
-                raise_on_error=False,
-                run_config=QUIET,
-            )
-            _collect(report, run)
+            run(list(request.asset_selection or []), dict(request.tags))
     console.print(f"enrichment: {len(report.runs)} run(s)")
     return report
-
-
-def _collect(report: BackfillReport, result: dg.ExecuteInProcessResult) -> None:
-    """Per asset: the run's totals (a range run repeats them on every partition it covers)."""
-    report.runs.append(result.run_id)
-    by_asset: dict[str, list[dg.AssetMaterialization]] = {}
-    for event in result.get_asset_materialization_events():
-        materialization = event.step_materialization_data.materialization
-        by_asset.setdefault(materialization.asset_key.to_user_string(), []).append(materialization)
-    for name, materializations in by_asset.items():
-        totals = report.assets.setdefault(name, AssetTotals())
-        partitions = {m.partition for m in materializations if m.partition}
-        totals.partitions += len(partitions)
-        final = materializations[-1].metadata
-        for key in ("inserted", "updated", "unchanged"):
-            value = final.get(key)
-            totals.counts[key] += int(value.value) if value is not None else 0
-    if not result.success:
-        report.failed = f"run {result.run_id} failed"

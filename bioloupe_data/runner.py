@@ -159,18 +159,31 @@ class _RunWatcher:
             )
 
 
-def _final_metadata(result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> dict[str, int]:
-    for event in result.all_events:
-        if not event.is_step_materialization:
-            continue
+def run_totals(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, int]]:
+    """Per asset, the counts of the run's own result: the materialization that is unpartitioned
+    or carries `partitions_in_run` (a day's own materializations are logged before it)."""
+    totals: dict[str, dict[str, int]] = {}
+    for event in result.get_asset_materialization_events():
         materialization = event.step_materialization_data.materialization
-        if materialization.asset_key == key and "partitions_in_run" in materialization.metadata:
-            return {
-                k: int(v.value)
-                for k, v in materialization.metadata.items()
-                if k in (*COUNT_KEYS, "partitions_in_run") and v.value is not None
-            }
-    return {}
+        metadata = materialization.metadata
+        if materialization.partition and "partitions_in_run" not in metadata:
+            continue
+        totals[materialization.asset_key.to_user_string()] = {
+            k: int(v.value)
+            for k, v in metadata.items()
+            if k in (*COUNT_KEYS, "partitions_in_run") and v.value is not None
+        }
+    return totals
+
+
+def add_run(report: BackfillReport, result: dg.ExecuteInProcessResult) -> None:
+    """Add a finished run's per-asset totals to the report."""
+    report.runs.append(result.run_id)
+    for name, final in run_totals(result).items():
+        totals = report.assets.setdefault(name, AssetTotals())
+        totals.partitions += final.get("partitions_in_run", 0)
+        for key in COUNT_KEYS:
+            totals.counts[key] += final.get(key, 0)
 
 
 def run_backfill(
@@ -219,15 +232,10 @@ def run_backfill(
                     raise_on_error=False,
                     run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
                 )
-            report.runs.append(run_id)
+            add_run(report, result)
             for key in asset_keys:
                 done_before[key] += len(chunk) if result.success else len(watcher.done[key])
-                totals = report.assets[key.to_user_string()]
-                final = _final_metadata(result, key)
-                totals.partitions += final.get("partitions_in_run", 0)
-                for name in COUNT_KEYS:
-                    totals.counts[name] += final.get(name, 0)
-                totals.documents += watcher.documents[key]
+                report.assets[key.to_user_string()].documents += watcher.documents[key]
             if not result.success:
                 report.failed = _failure_message(result, chunk)
                 break

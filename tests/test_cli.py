@@ -94,7 +94,13 @@ def test_backfill_command_on_a_server_given_by_url(
         command = [*CLI, "backfill", "--from", str(start), "--to", str(end)]
         command += ["--source", "clinicaltrials_gov"]
         done = subprocess.run(
-            command, env=env, capture_output=True, text=True, timeout=300, check=False
+            command,
+            env=env,
+            cwd=tmp_path,  # where an embedded server would put `.bioloupe/`
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
         )
     assert done.returncode == 0, done.stderr
     assert "inserted" in done.stdout and "core/trials" in done.stdout
@@ -258,6 +264,9 @@ def test_demo_runs_on_the_embedded_server_and_a_second_demo_changes_nothing(
     server = pgserver.get_server(embedded_home / "postgres", cleanup_mode=None)
     url = server.get_uri(database="bioloupe")
     assert count(url, "core.trials") == 50
+    # The demo enriched what it loaded: every drug found has a profile.
+    assert count(url, "enriched.drug_profiles") == count(url, "enriched.drugs") > 0
+    assert count(url, "enriched.sponsor_profiles") == count(url, "enriched.sponsors") > 0
 
 
 def test_backfill_of_one_source_then_of_both_over_one_range(

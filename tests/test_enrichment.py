@@ -170,6 +170,15 @@ def test_rules_classify_known_drugs_by_stem_without_an_llm(
     registered: list[str],
 ) -> None:
     assert "pembrolizumab" in registered
+    # Every trial naming the drug (as its name or another name) is linked to it.
+    with psycopg.connect(loaded) as conn:
+        naming = conn.execute(
+            "SELECT count(DISTINCT nct_id) FROM core.trial_interventions WHERE "
+            "name ILIKE '%pembrolizumab%' OR array_to_string(other_names, '|') "
+            "ILIKE '%pembrolizumab%'"
+        ).fetchone()[0]
+    assert naming > 0
+    assert count(loaded, "enriched.trial_drugs", "drug_key = 'pembrolizumab'") == naming
     result = _profile(instance, resources, "pembrolizumab")
     assert result.success
     metadata = result.asset_materializations_for_node("enriched__drug_profiles")[0].metadata

@@ -151,6 +151,7 @@ def drug_profiles(
             "by_rules": result.by_rules,
             "by_llm": result.by_llm,
             "unresolved": result.unresolved,
+            "partitions_in_run": len(keys),
             **extractor.metadata(),
         }
     )
@@ -177,7 +178,11 @@ def sponsor_profiles(
     with warehouse.connection() as conn:
         result = profile_sponsors(conn, keys)
     return dg.MaterializeResult(
-        metadata={"dagster/row_count": len(keys), **result.counts.as_metadata()}
+        metadata={
+            "dagster/row_count": len(keys),
+            **result.counts.as_metadata(),
+            "partitions_in_run": len(keys),
+        }
     )
 
 

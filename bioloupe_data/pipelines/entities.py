@@ -20,8 +20,48 @@ from bioloupe_data.enrichment.drugs import (
 )
 from bioloupe_data.enrichment.llm import LlmStatus, StructuredExtractor
 from bioloupe_data.enrichment.sponsors import classify_sponsor
-from bioloupe_data.warehouse.upsert import UpsertCounts, upsert_rows
+from bioloupe_data.warehouse.upsert import (
+    Table,
+    UpsertCounts,
+    copy_rows,
+    create_staging,
+    upsert_rows,
+)
 
+DRUGS = Table("enriched", "drugs", ("drug_key", "name", "synonyms", "trial_count"), ("drug_key",))
+TRIAL_DRUGS = Table("enriched", "trial_drugs", ("nct_id", "drug_key"), ("nct_id", "drug_key"))
+SPONSORS = Table(
+    "enriched", "sponsors", ("sponsor_key", "name", "agency_class", "trial_count"), ("sponsor_key",)
+)
+DRUG_PROFILES = Table(
+    "enriched",
+    "drug_profiles",
+    (
+        "drug_key",
+        "modality",
+        "mechanism",
+        "target",
+        "developer",
+        "stem",
+        "extracted_by",
+        "prompt_version",
+        "note",
+    ),
+    ("drug_key",),
+)
+SPONSOR_PROFILES = Table(
+    "enriched",
+    "sponsor_profiles",
+    (
+        "sponsor_key",
+        "sponsor_class",
+        "normalized_name",
+        "country",
+        "extracted_by",
+        "prompt_version",
+    ),
+    ("sponsor_key",),
+)
 DRUG_PROMPT_VERSION = "drug-profile-v1"
 DRUG_PROFILE_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -92,30 +132,31 @@ def refresh_drugs(conn: psycopg.Connection) -> tuple[UpsertCounts, int]:
             links[key].add(nct_id)
     rows = [(e.key, e.name, list(e.synonyms), len(links.get(e.key, ()))) for e in entities]
     with conn.transaction():
-        counts = upsert_rows(
-            conn, "drugs", "drug_key", ("drug_key", "name", "synonyms", "trial_count"), rows
-        )
+        counts = upsert_rows(conn, DRUGS, rows)
         written = _replace_links(conn, links)
     return counts, written
 
 
 def _replace_links(conn: psycopg.Connection, links: dict[str, set[str]]) -> int:
-    pairs = sorted((nct, key) for key, ncts in links.items() for nct in ncts)
-    conn.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS stg_trial_drugs (nct_id text, drug_key text) "
-        "ON COMMIT DELETE ROWS"
+    """Make `enriched.trial_drugs` equal to `links`, writing only what differs."""
+    staging = create_staging(conn, TRIAL_DRUGS)
+    copy_rows(
+        conn,
+        staging,
+        TRIAL_DRUGS.columns,
+        sorted((nct, key) for key, ncts in links.items() for nct in ncts),
     )
-    with conn.cursor().copy("COPY stg_trial_drugs (nct_id, drug_key) FROM STDIN") as copy:
-        for pair in pairs:
-            copy.write_row(pair)
     deleted = conn.execute(
-        "DELETE FROM enriched.trial_drugs AS d WHERE NOT EXISTS (SELECT 1 FROM stg_trial_drugs s "
-        "WHERE s.nct_id = d.nct_id AND s.drug_key = d.drug_key)"
+        sql.SQL(
+            "DELETE FROM enriched.trial_drugs AS d WHERE NOT EXISTS (SELECT 1 FROM {} s "
+            "WHERE s.nct_id = d.nct_id AND s.drug_key = d.drug_key)"
+        ).format(staging)
     ).rowcount
     inserted = conn.execute(
-        "INSERT INTO enriched.trial_drugs (nct_id, drug_key) "
-        "SELECT s.nct_id, s.drug_key FROM stg_trial_drugs s "
-        "JOIN core.trials t USING (nct_id) ORDER BY 1, 2 ON CONFLICT DO NOTHING"
+        sql.SQL(
+            "INSERT INTO enriched.trial_drugs (nct_id, drug_key) SELECT s.nct_id, s.drug_key "
+            "FROM {} s JOIN core.trials t USING (nct_id) ORDER BY 1, 2 ON CONFLICT DO NOTHING"
+        ).format(staging)
     ).rowcount
     return deleted + inserted
 
@@ -139,13 +180,7 @@ def refresh_sponsors(conn: psycopg.Connection) -> UpsertCounts:
         for key in sorted(spellings)
     ]
     with conn.transaction():
-        return upsert_rows(
-            conn,
-            "sponsors",
-            "sponsor_key",
-            ("sponsor_key", "name", "agency_class", "trial_count"),
-            out,
-        )
+        return upsert_rows(conn, SPONSORS, out)
 
 
 def _most_common(counter: Counter[str]) -> str:
@@ -228,19 +263,8 @@ def profile_drugs(
             result.unresolved += 1
             note = f"llm {outcome.status}" if outcome is not None else "no stem matched; rules only"
             rows.append((key, None, None, None, None, None, "none", None, note))
-    columns = (
-        "drug_key",
-        "modality",
-        "mechanism",
-        "target",
-        "developer",
-        "stem",
-        "extracted_by",
-        "prompt_version",
-        "note",
-    )
     with conn.transaction():
-        result.counts = upsert_rows(conn, "drug_profiles", "drug_key", columns, rows)
+        result.counts = upsert_rows(conn, DRUG_PROFILES, rows)
     return result
 
 
@@ -261,14 +285,6 @@ def profile_sponsors(conn: psycopg.Connection, keys: Iterable[str]) -> ProfileCo
     for key, name, agency_class, country in sponsors:
         profile = classify_sponsor(name, agency_class)
         rows.append((key, profile.sponsor_class, profile.normalized_name, country, "rules", None))
-    columns = (
-        "sponsor_key",
-        "sponsor_class",
-        "normalized_name",
-        "country",
-        "extracted_by",
-        "prompt_version",
-    )
     with conn.transaction():
-        counts = upsert_rows(conn, "sponsor_profiles", "sponsor_key", columns, rows)
+        counts = upsert_rows(conn, SPONSOR_PROFILES, rows)
     return ProfileCounts(counts, by_rules=len(rows))

@@ -21,7 +21,7 @@ from bioloupe_data.enrichment.trial_features import (
     extract_features,
     to_row,
 )
-from bioloupe_data.warehouse.upsert import UpsertCounts, upsert_rows
+from bioloupe_data.warehouse.upsert import Table, UpsertCounts, upsert_rows
 
 # One row per trial of the day with the text the rules read, gathered in one statement.
 _TRIAL_TEXT = """
@@ -44,6 +44,9 @@ FROM core.trials t WHERE t.partition_date = %s ORDER BY t.nct_id
 """
 
 
+TRIAL_FEATURES = Table(
+    "enriched", "trial_features", (*TRIAL_FEATURE_COLUMNS, "partition_date"), ("nct_id",)
+)
 TRIAL_FEATURES_PROMPT = LlmPrompt(
     version="trial-tumor-area-v1",
     system=(
@@ -164,6 +167,5 @@ def _extract_day(
     result.trials = len(rows)
     if not rows:
         return result
-    columns = (*TRIAL_FEATURE_COLUMNS, "partition_date")
-    result.counts = upsert_rows(conn, "trial_features", "nct_id", columns, rows)
+    result.counts = upsert_rows(conn, TRIAL_FEATURES, rows)
     return result

@@ -10,18 +10,23 @@ from datetime import date
 import psycopg
 
 from bioloupe_data.enrichment.geocode import Geocoder, Site
-from bioloupe_data.warehouse.upsert import UpsertCounts
+from bioloupe_data.warehouse.upsert import Table, UpsertCounts, upsert_rows
 
-COLUMNS = (
-    "nct_id",
-    "ordinal",
-    "latitude",
-    "longitude",
-    "country_code",
-    "region",
-    "source",
-    "reason",
-    "partition_date",
+SITE_GEOCODES = Table(
+    "enriched",
+    "site_geocodes",
+    (
+        "nct_id",
+        "ordinal",
+        "latitude",
+        "longitude",
+        "country_code",
+        "region",
+        "source",
+        "reason",
+        "partition_date",
+    ),
+    ("nct_id", "ordinal"),
 )
 
 
@@ -86,34 +91,5 @@ def _geocode_day(conn: psycopg.Connection, geocoder: Geocoder, day: date) -> Geo
                 day,
             )
         )
-    conn.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS stg_site_geocodes ON COMMIT DELETE ROWS AS "
-        "SELECT nct_id, ordinal, latitude, longitude, country_code, region, source, reason, "
-        "partition_date FROM enriched.site_geocodes WITH NO DATA"
-    )
-    with conn.cursor().copy(
-        "COPY stg_site_geocodes (nct_id, ordinal, latitude, longitude, country_code, region, "
-        "source, reason, partition_date) FROM STDIN"
-    ) as copy:
-        for row in rows:
-            copy.write_row(row)
-    returned = conn.execute(
-        """
-        INSERT INTO enriched.site_geocodes AS g (nct_id, ordinal, latitude, longitude,
-            country_code, region, source, reason, partition_date)
-        SELECT * FROM stg_site_geocodes ORDER BY nct_id, ordinal
-        ON CONFLICT (nct_id, ordinal) DO UPDATE SET
-            latitude = EXCLUDED.latitude, longitude = EXCLUDED.longitude,
-            country_code = EXCLUDED.country_code, region = EXCLUDED.region,
-            source = EXCLUDED.source, reason = EXCLUDED.reason,
-            partition_date = EXCLUDED.partition_date, updated_at = now()
-        WHERE (g.latitude, g.longitude, g.country_code, g.region, g.source, g.reason,
-               g.partition_date)
-           IS DISTINCT FROM (EXCLUDED.latitude, EXCLUDED.longitude, EXCLUDED.country_code,
-               EXCLUDED.region, EXCLUDED.source, EXCLUDED.reason, EXCLUDED.partition_date)
-        RETURNING (g.xmax = 0)
-        """
-    ).fetchall()
-    inserted = sum(1 for (was_insert,) in returned if was_insert)
-    result.counts = UpsertCounts(inserted, len(returned) - inserted, len(rows) - len(returned))
+    result.counts = upsert_rows(conn, SITE_GEOCODES, rows)
     return result

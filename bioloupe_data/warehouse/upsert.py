@@ -244,28 +244,14 @@ def sync_children(
 
 
 def upsert_rows(
-    conn: psycopg.Connection,
-    table: str,
-    key: str,
-    columns: Sequence[str],
-    rows: Sequence[tuple[Any, ...]],
+    conn: psycopg.Connection, table: Table, rows: Sequence[Sequence[Any]]
 ) -> UpsertCounts:
-    """Upsert unversioned rows of an `enriched` table keyed by one column (derived data that is
-    simply recomputed): new ones inserted, changed ones updated (`updated_at` set), identical
-    ones left unwritten."""
-    target = sql.Identifier("enriched", table)
-    cols = sql.SQL(", ").join(map(sql.Identifier, columns))
-    updatable = [c for c in columns if c != key]
-    staging = sql.Identifier(f"stg_enriched_{table}")
-    conn.execute(
-        sql.SQL(
-            "CREATE TEMP TABLE IF NOT EXISTS {} ON COMMIT DELETE ROWS AS "
-            "SELECT {} FROM {} WITH NO DATA"
-        ).format(staging, cols, target)
-    )
-    with conn.cursor().copy(sql.SQL("COPY {} ({}) FROM STDIN").format(staging, cols)) as copy:
-        for row in rows:
-            copy.write_row(row)
+    """Upsert unversioned rows (derived data that is simply recomputed): new ones inserted,
+    changed ones updated (`updated_at` set), identical ones left unwritten. Must run inside the
+    caller's transaction."""
+    staging = create_staging(conn, table)
+    copy_rows(conn, staging, table.columns, rows)
+    updatable = [c for c in table.columns if c not in table.key]
     returned = conn.execute(
         sql.SQL(
             """
@@ -275,15 +261,13 @@ def upsert_rows(
             RETURNING (t.xmax = 0)
             """
         ).format(
-            target=target,
-            cols=cols,
+            target=table.ident,
+            cols=_idents(table.columns),
             staging=staging,
-            key=sql.Identifier(key),
-            assign=sql.SQL(", ").join(
-                sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in updatable
-            ),
-            old=sql.SQL(", ").join(sql.Identifier("t", c) for c in updatable),
-            new=sql.SQL(", ").join(sql.Identifier("excluded", c) for c in updatable),
+            key=_idents(table.key),
+            assign=_assign_from_excluded(updatable),
+            old=_prefixed("t", updatable),
+            new=_prefixed("excluded", updatable),
         )
     ).fetchall()
     inserted = sum(1 for (was_insert,) in returned if was_insert)

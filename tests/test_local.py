@@ -1,0 +1,47 @@
+"""The local environment the command line prepares."""
+
+from pathlib import Path
+
+import pytest
+
+from bioloupe_data import local
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    for name in (
+        "BIOLOUPE_DATABASE_URL",
+        "BIOLOUPE_DAGSTER_STORAGE_URL",
+        "DAGSTER_HOME",
+        "DAGSTER_EVENT_BATCH_SIZE",
+    ):
+        # Recorded first, so whatever prepare() sets is undone after the test.
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("BIOLOUPE_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+def test_a_configured_server_starts_nothing_and_gets_a_dagster_home(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
+    monkeypatch.setenv("BIOLOUPE_DATABASE_URL", database_url)
+    environment = local.prepare()
+    assert not environment.embedded
+    assert not (clean_env / "postgres").exists()
+    assert environment.storage_url.startswith("postgresql+psycopg2://")
+    assert (environment.dagster_home / "dagster.yaml").read_text() == local.LOCAL_DAGSTER_YAML
+    # Range runs end with one event per partition: the CLI has Dagster write them in batches.
+    assert local.os.environ["DAGSTER_EVENT_BATCH_SIZE"] == local.EVENT_BATCH_SIZE
+
+
+def test_settings_the_user_made_are_kept(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, database_url: str, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("BIOLOUPE_DATABASE_URL", database_url)
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "50")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "mine"))
+    environment = local.prepare()
+    assert local.os.environ["DAGSTER_EVENT_BATCH_SIZE"] == "50"
+    assert environment.dagster_home == (tmp_path / "mine").resolve()
+    assert not (tmp_path / "mine" / "dagster.yaml").exists()
