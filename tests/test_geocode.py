@@ -463,3 +463,9 @@ def test_geocoding_never_touches_the_network(
     with pytest.raises(NetworkAttempt):
         socket.create_connection(("127.0.0.1", 9), timeout=0.1)
     assert network_attempts == ["create_connection"]
+
+
+def test_runs_in_one_process_share_one_geocoder() -> None:
+    from bioloupe_data.enrichment.geocode import shared_geocoder
+
+    assert shared_geocoder() is shared_geocoder()

@@ -12,7 +12,7 @@ from dagster_openai import OpenAIResource, with_usage_metadata
 
 from bioloupe_data.assets._common import OWNERS, partition_days
 from bioloupe_data.assets.normalize import TRIALS_KEY
-from bioloupe_data.enrichment.geocode import Geocoder
+from bioloupe_data.enrichment.geocode import shared_geocoder
 from bioloupe_data.enrichment.llm import LlmBudget, LlmPrompt, StructuredExtractor
 from bioloupe_data.partitions import (
     daily_backfill_policy,
@@ -214,7 +214,7 @@ def _geocode(
     on_day: Callable[[Any], None],
     extractor: StructuredExtractor | None,
 ) -> None:
-    geocode_days(conn, Geocoder(), days, on_day=on_day)
+    geocode_days(conn, shared_geocoder(), days, on_day=on_day)
 
 
 def _features(

@@ -49,6 +49,7 @@ postal codes, so `zip` is accepted but not used.
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import math
 import re
@@ -87,6 +88,7 @@ __all__ = [
     "haversine_km",
     "normalize_name",
     "region_for",
+    "shared_geocoder",
 ]
 
 SOURCE_REGISTRY: Final = "registry"
@@ -901,3 +903,10 @@ def _has_rival(gazetteer: _Gazetteer, best: int, entries: list[int]) -> bool:
         and gazetteer.distance_km(best, entry) > AMBIGUITY_KM
         for entry in entries
     )
+
+
+@functools.cache
+def shared_geocoder() -> Geocoder:
+    """One geocoder per process: its gazetteer takes seconds to load and is only read, so
+    every run in a process (a CLI backfill runs many) shares it. Loads on first lookup."""
+    return Geocoder()
