@@ -337,7 +337,17 @@ def test_trial_features_of_a_day_are_extracted_by_rules_and_rewritten_only_when_
     assert metadata["updated"].value == metadata["inserted"].value == 0
 
 
-def test_an_llm_places_a_cancer_trial_the_rules_cannot_and_the_answer_is_cached(
+def _features_answer(request: dict) -> dict:
+    """A breast-cancer, second-line answer with two partners, whatever the trial."""
+    return {
+        "tumor_areas": ["breast"],
+        "biomarkers": ["HER2-positive"],
+        "line_of_therapy": "second-line",
+        "combination_partners": ["trastuzumab", "pertuzumab"],
+    }
+
+
+def test_an_llm_fills_what_the_rules_leave_open_and_the_answer_is_cached(
     instance: dg.DagsterInstance, resources: dict[str, object], loaded: str
 ) -> None:
     with psycopg.connect(loaded) as conn:
@@ -347,13 +357,23 @@ def test_an_llm_places_a_cancer_trial_the_rules_cannot_and_the_answer_is_cached(
     assert row is not None  # its only condition is "Cancer": no tumor area by rules
     day = row[0].isoformat()
     asset = enrichment.build_trial_features(daily_partitions("2006-01-01"))
-    with OpenAICompatibleServer(responder=lambda request: {"tumor_areas": ["breast"]}) as server:
+    assert dg.materialize([asset], instance=instance, resources=resources, partition_key=day)
+    with psycopg.connect(loaded) as conn:
+        by_rules = dict(
+            conn.execute(
+                "SELECT nct_id, value_sources FROM enriched.trial_features "
+                "WHERE partition_date = %s",
+                (day,),
+            ).fetchall()
+        )
+    assert all(set(sources.values()) <= {"rules"} for sources in by_rules.values())
+    with OpenAICompatibleServer(responder=_features_answer) as server:
         with_llm = {
             **resources,
             "openai": OpenAIResource(api_key="test", base_url=server.url),
             "llm": LlmSettings(enabled=True, model="test-model", max_calls_per_run=50),
         }
-        assert dg.materialize([asset], instance=instance, resources=with_llm, partition_key=day)
+        first = dg.materialize([asset], instance=instance, resources=with_llm, partition_key=day)
         calls = server.calls
         assert calls >= 1
         assert dg.materialize([asset], instance=instance, resources=with_llm, partition_key=day)
@@ -363,17 +383,79 @@ def test_an_llm_places_a_cancer_trial_the_rules_cannot_and_the_answer_is_cached(
             loaded,
             "enriched.trial_features",
             "nct_id = 'NCT04571398' AND tumor_areas = '{breast}' "
-            "AND extracted_by = 'llm:test-model' AND NOT unresolved "
-            "AND rules_version LIKE '%trial-tumor-area-v1'",
+            "AND line_of_therapy = 'second-line' AND extracted_by = 'llm:test-model' "
+            "AND value_sources ->> 'tumor_areas' = 'llm:test-model' AND NOT unresolved "
+            "AND rules_version LIKE '%+trial-features-v2'",
         )
         == 1
     )
-    # Only the trials the rules could not place were asked about; the others keep 'rules'.
+    with psycopg.connect(loaded) as conn:
+        after = dict(
+            conn.execute(
+                "SELECT nct_id, value_sources FROM enriched.trial_features "
+                "WHERE partition_date = %s",
+                (day,),
+            ).fetchall()
+        )
+    # A value the rules found keeps 'rules'; the LLM only filled what was empty.
+    for nct_id, sources in by_rules.items():
+        for name, source in sources.items():
+            assert after[nct_id][name] == source == "rules", (nct_id, name)
+    metadata = first.asset_materializations_for_node("enriched__trial_features")[-1].metadata
+    assert metadata["llm.called"].value == calls
+    assert metadata["openai.test-model.calls"].value == calls
+
+
+def test_an_llm_classifies_a_sponsor_the_rules_leave_as_other(
+    instance: dg.DagsterInstance, resources: dict[str, object], loaded: str
+) -> None:
+    assert dg.materialize([enrichment.sponsors], instance=instance, resources=resources)
+    with psycopg.connect(loaded) as conn:
+        conn.execute(
+            "INSERT INTO enriched.sponsors (sponsor_key, name, agency_class) "
+            "VALUES ('zz-loupe-partners', 'Loupe Partners', 'OTHER')"
+        )
+        known = conn.execute(
+            "SELECT sponsor_key FROM enriched.sponsors WHERE agency_class = 'INDUSTRY' "
+            "ORDER BY trial_count DESC, 1 LIMIT 1"
+        ).fetchone()[0]
+    keys = sorted([known, "zz-loupe-partners"])
+    instance.add_dynamic_partitions("sponsors", keys)
+    answer = {"sponsor_class": "industry", "country": "Switzerland"}
+    with OpenAICompatibleServer(responder=lambda request: answer) as server:
+        with_llm = {
+            **resources,
+            "openai": OpenAIResource(api_key="test", base_url=server.url),
+            "llm": LlmSettings(enabled=True, model="test-model", max_calls_per_run=50),
+        }
+        tags = {
+            "dagster/asset_partition_range_start": keys[0],
+            "dagster/asset_partition_range_end": keys[-1],
+        }
+        result = dg.materialize(
+            [enrichment.sponsor_profiles], instance=instance, resources=with_llm, tags=tags
+        )
+        assert result.success
+        assert server.calls == 1  # the industry sponsor with a site country needs no question
+        assert dg.materialize(
+            [enrichment.sponsor_profiles], instance=instance, resources=with_llm, tags=tags
+        ).success
+        assert server.calls == 1
     assert (
         count(
             loaded,
-            "enriched.trial_features",
-            f"partition_date = '{day}' AND extracted_by <> 'rules'",
+            "enriched.sponsor_profiles",
+            "sponsor_key = 'zz-loupe-partners' AND sponsor_class = 'industry' "
+            "AND country = 'Switzerland' AND extracted_by = 'llm:test-model' "
+            "AND prompt_version = 'sponsor-profile-v1'",
         )
-        == calls
+        == 1
+    )
+    assert (
+        count(
+            loaded,
+            "enriched.sponsor_profiles",
+            f"sponsor_key = '{known}' AND sponsor_class = 'industry' AND extracted_by = 'rules'",
+        )
+        == 1
     )

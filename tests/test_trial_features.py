@@ -115,6 +115,7 @@ def test_row_layout() -> None:
         "line_of_therapy",
         "combination_partners",
         "extracted_by",
+        "value_sources",
         "rules_version",
         "unresolved",
     )
@@ -127,6 +128,11 @@ def test_row_layout() -> None:
         "line_of_therapy": "first-line",
         "combination_partners": ["obinutuzumab", "pirtobrutinib", "venetoclax"],
         "extracted_by": "rules",
+        "value_sources": {
+            "tumor_areas": "rules",
+            "line_of_therapy": "rules",
+            "combination_partners": "rules",
+        },
         "rules_version": RULES_VERSION,
         "unresolved": False,
     }
@@ -592,6 +598,7 @@ def test_features_hash_follows_every_column() -> None:
         replace(features, extracted_by="llm:some-model"),
         replace(features, rules_version=RULES_VERSION + "-next"),
         replace(features, unresolved=True),
+        replace(features, value_sources=(("tumor_areas", "llm:some-model"),)),
     ]
     digests = {features_hash(other) for other in changed}
     assert digest not in digests

@@ -14,6 +14,7 @@ from bioloupe_data.assets._common import OWNERS, partition_days
 from bioloupe_data.assets.normalize import TRIALS_KEY
 from bioloupe_data.enrichment.geocode import shared_geocoder
 from bioloupe_data.enrichment.llm import LlmBudget, LlmPrompt, StructuredExtractor
+from bioloupe_data.enrichment.trial_features_llm import TRIAL_FEATURES_PROMPT
 from bioloupe_data.partitions import (
     daily_backfill_policy,
     drug_partitions,
@@ -24,18 +25,22 @@ from bioloupe_data.pipelines.entities import (
     DRUG_PROFILE_SCHEMA,
     DRUG_PROMPT_VERSION,
     DRUG_SYSTEM_PROMPT,
+    SPONSOR_PROFILE_SCHEMA,
+    SPONSOR_PROMPT_VERSION,
+    SPONSOR_SYSTEM_PROMPT,
     profile_drugs,
     profile_sponsors,
     refresh_drugs,
     refresh_sponsors,
 )
-from bioloupe_data.pipelines.features import TRIAL_FEATURES_PROMPT, extract_days
+from bioloupe_data.pipelines.features import extract_days
 from bioloupe_data.pipelines.geocoding import geocode_days
 from bioloupe_data.pipelines.landing import days_between
 from bioloupe_data.resources import LlmSettings, WarehouseResource
 from bioloupe_data.warehouse.upsert import UpsertCounts
 
 DRUG_PROMPT = LlmPrompt(DRUG_PROMPT_VERSION, DRUG_SYSTEM_PROMPT, DRUG_PROFILE_SCHEMA)
+SPONSOR_PROMPT = LlmPrompt(SPONSOR_PROMPT_VERSION, SPONSOR_SYSTEM_PROMPT, SPONSOR_PROFILE_SCHEMA)
 DRUGS_KEY = dg.AssetKey(["enriched", "drugs"])
 
 
@@ -163,25 +168,35 @@ def drug_profiles(
     partitions_def=sponsor_partitions,
     backfill_policy=entity_backfill_policy(),
     group_name="enriched",
-    kinds={"postgres", "python"},
+    kinds={"postgres", "python", "openai"},
     owners=OWNERS,
-    code_version="1",
+    pool="llm",
+    code_version=SPONSOR_PROMPT_VERSION,
 )
 def sponsor_profiles(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    openai: OpenAIResource,
+    llm: LlmSettings,
 ) -> dg.MaterializeResult:
     """Class (industry / academic / cooperative group / government / other), normalized name
-    and country per sponsor (`enriched.sponsor_profiles`), by rules: the registry's agency class
-    where it is specific, words in the name otherwise; the country is where most of the
-    sponsor's trial sites are."""
+    and country per sponsor (`enriched.sponsor_profiles`). Rules first: the registry's agency
+    class where it is specific, words in the name otherwise; the country is where most of the
+    sponsor's trial sites are. An LLM (cached, budgeted, skipped without `OPENAI_API_KEY`) fills
+    only a class the rules leave as 'other' or a missing country; `extracted_by` says which."""
     keys = context.partition_keys
-    with warehouse.connection() as conn:
-        result = profile_sponsors(conn, keys)
+    with warehouse.connection() as conn, ExitStack() as stack:
+        extractor = _extractor(context, conn, openai, llm, stack, SPONSOR_PROMPT)
+        result = profile_sponsors(conn, keys, extractor)
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": len(keys),
             **result.counts.as_metadata(),
+            "by_rules": result.by_rules,
+            "by_llm": result.by_llm,
+            "unresolved": result.unresolved,
             "partitions_in_run": len(keys),
+            **extractor.metadata(),
         }
     )
 
@@ -197,10 +212,12 @@ alpha-2 codes and UN M49 regions. Each row records its source, or the reason it 
 TRIAL_FEATURES_DESCRIPTION = """Tumor areas (the `tumor_area` values), biomarkers (EGFR and its
 variants, ALK, ROS1, KRAS G12C, BRAF V600E, HER2, PD-L1, MSI-H/dMMR, NTRK, …), line of therapy
 and combination partners of the day's trials (`enriched.trial_features`), by rules over titles,
-conditions, MeSH terms, inclusion criteria and arms. Where the rules find no tumor area in a
-trial about cancer, an LLM is asked (cached, budgeted, skipped without `OPENAI_API_KEY`). Each
-row records `extracted_by` ('rules' or 'llm:<model>') and the rules/prompt version; trials left
-without an area are flagged `unresolved`."""
+conditions, MeSH terms, inclusion criteria and arms. Where the rules leave the tumor area or the
+line of therapy of a trial about cancer open, an LLM is asked (cached, budgeted, skipped without
+`OPENAI_API_KEY`) and fills only the empty fields. `value_sources` names the extractor of each
+value ('rules' or 'llm:<model>'), `extracted_by` is 'llm:<model>' when any value came from it,
+and the rules/prompt version is recorded; trials left without an area are flagged
+`unresolved`."""
 
 
 RunDays = Callable[

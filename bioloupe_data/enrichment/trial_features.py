@@ -52,7 +52,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -62,6 +62,7 @@ from bioloupe_data.enrichment.drugs import CELL_THERAPY, classify, parse_name
 __all__ = [
     "BIOMARKERS",
     "EXTRACTED_BY",
+    "FEATURE_FIELDS",
     "LINES_OF_THERAPY",
     "RULES_VERSION",
     "TRIAL_FEATURE_COLUMNS",
@@ -74,6 +75,7 @@ __all__ = [
     "features_hash",
     "inclusion_criteria",
     "line_of_therapy",
+    "sources_of",
     "to_row",
     "tumor_areas",
 ]
@@ -115,13 +117,18 @@ LINES_OF_THERAPY: tuple[str, ...] = (
     PERIOPERATIVE,
 )
 
-TRIAL_FEATURE_COLUMNS: tuple[str, ...] = (
-    "nct_id",
+# The extracted values; each non-empty one names its extractor in `value_sources`.
+FEATURE_FIELDS: tuple[str, ...] = (
     "tumor_areas",
     "biomarkers",
     "line_of_therapy",
     "combination_partners",
+)
+TRIAL_FEATURE_COLUMNS: tuple[str, ...] = (
+    "nct_id",
+    *FEATURE_FIELDS,
     "extracted_by",
+    "value_sources",
     "rules_version",
     "unresolved",
 )
@@ -160,6 +167,8 @@ class TrialFeatures:
     unresolved: bool
     extracted_by: str = EXTRACTED_BY
     rules_version: str = RULES_VERSION
+    # (field, extractor) for every non-empty value: 'rules' or 'llm:<model>'.
+    value_sources: tuple[tuple[str, str], ...] = ()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1086,13 +1095,23 @@ def combination_partners(trial: TrialText) -> tuple[str, ...]:
 def extract_features(trial: TrialText) -> TrialFeatures:
     """All rule-based features of one trial."""
     areas = tumor_areas(trial)
-    return TrialFeatures(
+    features = TrialFeatures(
         nct_id=trial.nct_id,
         tumor_areas=areas,
         biomarkers=biomarkers(trial),
         line_of_therapy=line_of_therapy(trial),
         combination_partners=combination_partners(trial),
         unresolved=not areas,
+    )
+    return replace(features, value_sources=sources_of(features, {}, EXTRACTED_BY))
+
+
+def sources_of(
+    features: TrialFeatures, known: dict[str, str], extractor: str
+) -> tuple[tuple[str, str], ...]:
+    """`known` sources kept, `extractor` for every other non-empty value, in field order."""
+    return tuple(
+        (name, known.get(name, extractor)) for name in FEATURE_FIELDS if getattr(features, name)
     )
 
 
@@ -1105,6 +1124,7 @@ def to_row(features: TrialFeatures) -> tuple[Any, ...]:
         "line_of_therapy": features.line_of_therapy,
         "combination_partners": list(features.combination_partners),
         "extracted_by": features.extracted_by,
+        "value_sources": dict(features.value_sources),
         "rules_version": features.rules_version,
         "unresolved": features.unresolved,
     }

@@ -19,7 +19,7 @@ from bioloupe_data.enrichment.drugs import (
     parse_name,
 )
 from bioloupe_data.enrichment.llm import LlmStatus, StructuredExtractor
-from bioloupe_data.enrichment.sponsors import classify_sponsor
+from bioloupe_data.enrichment.sponsors import SPONSOR_CLASSES, classify_sponsor
 from bioloupe_data.warehouse.upsert import (
     Table,
     UpsertCounts,
@@ -91,6 +91,25 @@ DRUG_PROFILE_SCHEMA: dict[str, Any] = {
         "developer": {"type": ["string", "null"]},
     },
 }
+SPONSOR_PROMPT_VERSION = "sponsor-profile-v1"
+SPONSOR_PROFILE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["sponsor_class", "country"],
+    "properties": {
+        "sponsor_class": {"type": "string", "enum": list(SPONSOR_CLASSES)},
+        "country": {"type": ["string", "null"]},
+    },
+}
+SPONSOR_SYSTEM_PROMPT = (
+    "You classify sponsors of clinical trials. Given an organisation's name and the registry's "
+    "agency class, answer with its class (industry: companies; academic: universities, "
+    "hospitals, research institutes; cooperative group: trial networks and groups; government: "
+    "public agencies) and the country of its headquarters in English as ClinicalTrials.gov "
+    "spells it (e.g. 'United States', 'Korea, Republic of'). Use 'other' and null when you do "
+    "not know."
+)
+_ANSWERED = (LlmStatus.CALLED, LlmStatus.CACHED)
 DRUG_SYSTEM_PROMPT = (
     "You classify oncology drugs. Given a drug name and its synonyms, answer with its modality, "
     "mechanism of action, molecular target and developer. Use null when you do not know; "
@@ -268,8 +287,14 @@ def profile_drugs(
     return result
 
 
-def profile_sponsors(conn: psycopg.Connection, keys: Iterable[str]) -> ProfileCounts:
-    """Class and normalized name by rules; country: where most of its trials' sites are."""
+def profile_sponsors(
+    conn: psycopg.Connection,
+    keys: Iterable[str],
+    extractor: StructuredExtractor | None = None,
+) -> ProfileCounts:
+    """Class and normalized name by rules; country: where most of its trials' sites are. The
+    LLM is asked only about sponsors the rules leave as 'other' or without a country, and fills
+    only those gaps."""
     sponsors = conn.execute(
         """
         SELECT s.sponsor_key, s.name, s.agency_class,
@@ -281,10 +306,35 @@ def profile_sponsors(conn: psycopg.Connection, keys: Iterable[str]) -> ProfileCo
         """,
         (sorted(set(keys)),),
     ).fetchall()
+    ruled = [
+        (key, name, agency_class, classify_sponsor(name, agency_class), country)
+        for key, name, agency_class, country in sponsors
+    ]
+    open_questions = [
+        {"name": name, "agency_class": agency_class}
+        for _, name, agency_class, profile, country in ruled
+        if profile.sponsor_class == "other" or country is None
+    ]
+    if extractor is not None and open_questions:
+        extractor.prefetch(open_questions)
+    result = ProfileCounts(UpsertCounts())
     rows = []
-    for key, name, agency_class, country in sponsors:
-        profile = classify_sponsor(name, agency_class)
-        rows.append((key, profile.sponsor_class, profile.normalized_name, country, "rules", None))
+    for key, name, agency_class, profile, country in ruled:
+        sponsor_class, extracted_by, version = profile.sponsor_class, "rules", None
+        if extractor is not None and (sponsor_class == "other" or country is None):
+            outcome = extractor.extract({"name": name, "agency_class": agency_class})
+            answer = outcome.value if outcome.status in _ANSWERED else None
+            llm_class = (answer or {}).get("sponsor_class")
+            llm_country = (answer or {}).get("country")
+            if sponsor_class == "other" and llm_class in SPONSOR_CLASSES and llm_class != "other":
+                sponsor_class, extracted_by = llm_class, f"llm:{extractor.model}"
+            if country is None and isinstance(llm_country, str) and llm_country.strip():
+                country, extracted_by = llm_country.strip(), f"llm:{extractor.model}"
+            version = SPONSOR_PROMPT_VERSION if extracted_by != "rules" else None
+        result.by_llm += extracted_by != "rules"
+        result.by_rules += extracted_by == "rules"
+        result.unresolved += sponsor_class == "other" or country is None
+        rows.append((key, sponsor_class, profile.normalized_name, country, extracted_by, version))
     with conn.transaction():
-        counts = upsert_rows(conn, SPONSOR_PROFILES, rows)
-    return ProfileCounts(counts, by_rules=len(rows))
+        result.counts = upsert_rows(conn, SPONSOR_PROFILES, rows)
+    return result

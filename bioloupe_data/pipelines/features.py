@@ -1,26 +1,26 @@
 """Trial features (tumor area, biomarkers, line of therapy, combination partners) for the
-trials of a day, by rules; one transaction per day, rows rewritten only when they changed."""
+trials of a day, by rules and then, where they leave gaps, an LLM; one transaction per day,
+rows rewritten only when they changed."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
-from bioloupe_data.enrichment.llm import LlmPrompt, LlmStatus, StructuredExtractor
+from bioloupe_data.enrichment.llm import LlmStatus, StructuredExtractor
 from bioloupe_data.enrichment.trial_features import (
-    RULES_VERSION,
     TRIAL_FEATURE_COLUMNS,
-    TUMOR_AREAS,
     TrialFeatures,
     TrialText,
     extract_features,
     to_row,
 )
+from bioloupe_data.enrichment.trial_features_llm import llm_payload, merge_answer, needs_llm
 from bioloupe_data.warehouse.upsert import Table, UpsertCounts, upsert_rows
 
 # One row per trial of the day with the text the rules read, gathered in one statement.
@@ -47,28 +47,7 @@ FROM core.trials t WHERE t.partition_date = %s ORDER BY t.nct_id
 TRIAL_FEATURES = Table(
     "enriched", "trial_features", (*TRIAL_FEATURE_COLUMNS, "partition_date"), ("nct_id",)
 )
-TRIAL_FEATURES_PROMPT = LlmPrompt(
-    version="trial-tumor-area-v1",
-    system=(
-        "You assign oncology clinical trials to tumor areas. Given a trial's titles, conditions "
-        "and MeSH terms, answer with every tumor area it studies, from the allowed list only; "
-        "an empty list when it studies no specific area (e.g. any solid tumor)."
-    ),
-    schema={
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["tumor_areas"],
-        "properties": {
-            "tumor_areas": {"type": "array", "items": {"type": "string", "enum": list(TUMOR_AREAS)}}
-        },
-    },
-)
-# Only trials about cancer are worth a question when the rules found no area.
-_CANCER_WORDS = re.compile(
-    r"cancer|tumou?r|carcinom|neoplas|malignan|lymphoma|leuka?emia|myeloma|melanoma|sarcoma|"
-    r"oncolog|metasta",
-    re.IGNORECASE,
-)
+_SOURCES = TRIAL_FEATURE_COLUMNS.index("value_sources")
 
 
 @dataclass(slots=True)
@@ -125,31 +104,17 @@ def extract_days(
     return results
 
 
-def _about_cancer(text: TrialText) -> bool:
-    fields = [text.brief_title, text.official_title, *text.conditions, *text.mesh_terms]
-    return any(_CANCER_WORDS.search(value) for value in fields if value)
-
-
 def _ask(extractor: StructuredExtractor, text: TrialText, rules: TrialFeatures) -> TrialFeatures:
-    """The LLM's tumor areas where the rules found none; the rules' other features stay."""
-    outcome = extractor.extract(
-        {
-            "brief_title": text.brief_title,
-            "official_title": text.official_title,
-            "conditions": list(text.conditions),
-            "mesh_terms": list(text.mesh_terms),
-        }
-    )
-    areas = (outcome.value or {}).get("tumor_areas") or []
-    if outcome.status not in (LlmStatus.CALLED, LlmStatus.CACHED) or not areas:
+    outcome = extractor.extract(llm_payload(text))
+    if outcome.status not in (LlmStatus.CALLED, LlmStatus.CACHED) or outcome.value is None:
         return rules
-    return replace(
-        rules,
-        tumor_areas=tuple(sorted(set(areas) & set(TUMOR_AREAS))),
-        unresolved=False,
-        extracted_by=f"llm:{extractor.model}",
-        rules_version=f"{RULES_VERSION}+{TRIAL_FEATURES_PROMPT.version}",
-    )
+    return merge_answer(rules, outcome.value, extractor.model, extractor.prompt_version)
+
+
+def _row(features: TrialFeatures, day: date) -> tuple[Any, ...]:
+    row = list(to_row(features))
+    row[_SOURCES] = Jsonb(row[_SOURCES])
+    return (*row, day)
 
 
 def _extract_day(
@@ -157,13 +122,16 @@ def _extract_day(
 ) -> FeaturesDay:
     result = FeaturesDay(day)
     rows: list[tuple[Any, ...]] = []
-    for text in trial_texts(conn, day):
-        features = extract_features(text)
-        if features.unresolved and extractor is not None and _about_cancer(text):
+    ruled = [(text, extract_features(text)) for text in trial_texts(conn, day)]
+    asked = {t.nct_id for t, f in ruled if extractor is not None and needs_llm(t, f)}
+    if extractor is not None and asked:
+        extractor.prefetch(llm_payload(t) for t, _ in ruled if t.nct_id in asked)
+    for text, features in ruled:
+        if extractor is not None and text.nct_id in asked:
             features = _ask(extractor, text, features)
             result.by_llm += features.extracted_by != "rules"
         result.unresolved += features.unresolved
-        rows.append((*to_row(features), day))
+        rows.append(_row(features, day))
     result.trials = len(rows)
     if not rows:
         return result
