@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: install demo dev test lint format bench clean
+.PHONY: install demo dev test e2e lint format bench clean
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,7 +29,11 @@ format: $(INSTALLED)
 	$(BIN)/ruff format .
 
 test: lint
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --durations=15
+	$(BIN)/pytest -n $(PYTEST_WORKERS) -m "not e2e" --durations=15
+
+# The daemon and webserver end to end: one module-scoped stack, so one process.
+e2e: $(INSTALLED)
+	$(BIN)/pytest -p no:xdist -m e2e --durations=5
 
 bench: $(INSTALLED)
 	$(BIN)/python -m bench

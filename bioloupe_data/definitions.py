@@ -17,6 +17,7 @@ from bioloupe_data.assets.normalize import (
     build_normalization_asset,
 )
 from bioloupe_data.assets.sources import CLINICALTRIALS_API, PUBMED_API
+from bioloupe_data.checks import build_freshness_checks, build_landing_checks
 from bioloupe_data.partitions import daily_partitions
 from bioloupe_data.resources import (
     ClinicalTrialsResource,
@@ -25,12 +26,20 @@ from bioloupe_data.resources import (
     WarehouseResource,
 )
 from bioloupe_data.schedules import (
+    CLINICALTRIALS_SCHEDULE_HOUR,
+    PUBMED_SCHEDULE_HOUR,
     clinicaltrials_job,
     clinicaltrials_schedule,
+    freshness_checks_job,
+    freshness_checks_schedule,
+    landing_checks_job,
+    landing_checks_schedule,
     pubmed_job,
     pubmed_schedule,
 )
 from bioloupe_data.sensors import (
+    CatchUpTarget,
+    build_catch_up_sensor,
     drug_registration_sensor,
     entity_automation_sensor,
     sponsor_registration_sensor,
@@ -69,31 +78,59 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
     }
 
 
+def _keys(assets: list[dg.AssetsDefinition]) -> tuple[dg.AssetKey, ...]:
+    return tuple(key for asset in assets for key in asset.keys)
+
+
 def build_definitions(settings: Settings) -> dg.Definitions:
     daily = daily_partitions(settings.start_date)
+    trials_daily = [
+        build_landing_asset(CLINICALTRIALS_LANDING, daily),
+        build_normalization_asset(TRIALS_NORMALIZATION, daily),
+        enrichment.build_site_geocodes(daily),
+        enrichment.build_trial_features(daily),
+    ]
+    publications_daily = [
+        build_landing_asset(PUBMED_LANDING, daily),
+        build_normalization_asset(PUBLICATIONS_NORMALIZATION, daily),
+    ]
     jobs = [clinicaltrials_job(), pubmed_job()]
+    landing_checks = build_landing_checks(daily)
+    freshness_checks = build_freshness_checks()
+    check_jobs = [landing_checks_job(landing_checks), freshness_checks_job(freshness_checks)]
+    catch_up = build_catch_up_sensor(
+        [
+            CatchUpTarget(jobs[0], _keys(trials_daily), CLINICALTRIALS_SCHEDULE_HOUR),
+            CatchUpTarget(jobs[1], _keys(publications_daily), PUBMED_SCHEDULE_HOUR),
+        ],
+        daily,
+        settings.catch_up,
+    )
     return dg.Definitions(
         assets=[
             CLINICALTRIALS_API,
             PUBMED_API,
-            build_landing_asset(CLINICALTRIALS_LANDING, daily),
-            build_normalization_asset(TRIALS_NORMALIZATION, daily),
-            build_landing_asset(PUBMED_LANDING, daily),
-            build_normalization_asset(PUBLICATIONS_NORMALIZATION, daily),
+            *trials_daily,
+            *publications_daily,
             enrichment.drugs,
             enrichment.sponsors,
             enrichment.drug_profiles,
             enrichment.sponsor_profiles,
-            enrichment.build_site_geocodes(daily),
-            enrichment.build_trial_features(daily),
         ],
         sensors=[
             drug_registration_sensor,
             sponsor_registration_sensor,
             entity_automation_sensor,
+            catch_up,
         ],
-        jobs=jobs,
-        schedules=[clinicaltrials_schedule(jobs[0]), pubmed_schedule(jobs[1])],
+        asset_checks=[*landing_checks, *freshness_checks],
+        jobs=[*jobs, *check_jobs],
+        schedules=[
+            clinicaltrials_schedule(jobs[0]),
+            pubmed_schedule(jobs[1]),
+            landing_checks_schedule(check_jobs[0], daily),
+            freshness_checks_schedule(check_jobs[1]),
+        ],
         resources=build_resources(),
     )
 

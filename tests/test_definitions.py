@@ -37,6 +37,7 @@ def test_every_job_sensor_and_schedule_resolves(definitions: dg.Definitions) -> 
         "drugs_registration_sensor",
         "sponsors_registration_sensor",
         "entity_automation_sensor",
+        "daily_catch_up_sensor",
     }
     schedules = {
         name: definitions.resolve_schedule_def(name).cron_schedule
@@ -78,3 +79,29 @@ def test_daily_jobs_hold_one_source_each(definitions: dg.Definitions) -> None:
         "raw/pubmed",
         "core/publications",
     }
+
+
+def test_schedules_and_the_catch_up_run_by_default(definitions: dg.Definitions) -> None:
+    for name in ("clinicaltrials_gov_daily_schedule", "pubmed_daily_schedule"):
+        schedule = definitions.resolve_schedule_def(name)
+        assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    catch_up = definitions.resolve_sensor_def("daily_catch_up_sensor")
+    assert catch_up.default_status == dg.DefaultSensorStatus.RUNNING
+    assert catch_up.minimum_interval_seconds == 300
+    assert {job.name for job in catch_up.jobs} == {"clinicaltrials_gov_daily", "pubmed_daily"}
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "thirty"])
+def test_a_bad_catch_up_setting_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("BIOLOUPE_CATCH_UP_DAYS", value)
+    with pytest.raises(ValueError, match="BIOLOUPE_CATCH_UP_DAYS must be a positive whole number"):
+        defs()
+
+
+def test_catch_up_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BIOLOUPE_CATCH_UP_INTERVAL_SECONDS", "45")
+    sensor = defs().resolve_sensor_def("daily_catch_up_sensor")
+    assert sensor.minimum_interval_seconds == 45
+    assert "last 30 days" in (sensor.description or "")

@@ -1,0 +1,327 @@
+"""End to end on the real Dagster daemon: `bioloupe-data dev` (webserver and daemon) on a
+throwaway DAGSTER_HOME configured by the shipped `dagster.yaml.example` (PostgreSQL storage,
+queued run coordinator, pools, run monitoring), the replay server as both sources.
+
+(a) a backfill launched with the webserver's `launchPartitionBackfill` mutation, as the UI does,
+    completes in a handful of runs with the rows in the warehouse;
+(b) after a simulated outage (the last five days of the catch-up window never ran) the catch-up
+    sensor launches exactly those days of each source, once;
+(c) the registration sensors register the drugs found and their profile runs complete.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import dagster as dg
+import psycopg
+import pytest
+
+from bioloupe_data.catch_up import catch_up_window
+from bioloupe_data.partitions import MAX_DAYS_PER_RUN
+from bioloupe_data.pipelines.landing import days_between
+from bioloupe_data.replay.server import ReplayServer
+from bioloupe_data.replay.synth import write_synthetic
+from bioloupe_data.schedules import (
+    CLINICALTRIALS_JOB_NAME,
+    CLINICALTRIALS_SCHEDULE_HOUR,
+    PUBMED_JOB_NAME,
+    PUBMED_SCHEDULE_HOUR,
+)
+from bioloupe_data.sensors import CATCH_UP_TAG, RANGE_END_TAG, RANGE_START_TAG, SCHEDULE_GRACE
+from bioloupe_data.warehouse.database import as_sqlalchemy_psycopg2_url
+
+from conftest import create_database, drop_database, url_for
+from warehouse_helpers import count
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = str(Path(sys.executable).with_name("bioloupe-data"))
+LOOKBACK, OUTAGE, HISTORY, PER_DAY = 10, 5, 45, 4
+TRIALS_JOB_ASSETS = (
+    ["raw", "clinicaltrials_gov"],
+    ["core", "trials"],
+    ["enriched", "site_geocodes"],
+    ["enriched", "trial_features"],
+)
+SOURCES = (("clinicaltrials_gov", CLINICALTRIALS_JOB_NAME), ("pubmed", PUBMED_JOB_NAME))
+_PROJECT_VARIABLES = ("BIOLOUPE_", "CTGOV_", "PUBMED_", "NCBI_", "OPENAI_", "DAGSTER_")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Stack:
+    webserver: str
+    warehouse_url: str
+    storage_url: str
+    home: Path
+    log: Path
+    first_day: date
+    windows: dict[str, list[date]]
+
+    def instance(self) -> dg.DagsterInstance:
+        """The daemon's instance, read through the same dagster.yaml."""
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("DAGSTER_HOME", str(self.home))
+            env.setenv("BIOLOUPE_DAGSTER_STORAGE_URL", self.storage_url)
+            return dg.DagsterInstance.get()
+
+    def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        body = json.dumps({"query": query, "variables": variables or {}}).encode()
+        request = urllib.request.Request(
+            f"{self.webserver}/graphql", body, {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            answer = json.loads(response.read())
+        assert "errors" not in answer, answer
+        return answer["data"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait(what: str, probe: Callable[[], T | None], timeout: float, log: Path) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(2)
+    tail = log.read_text(errors="replace")[-4000:] if log.exists() else ""
+    raise AssertionError(f"timed out waiting for {what}; dagster dev log ends:\n{tail}")
+
+
+def _window(now: datetime, hour: int, first_day: date) -> list[date]:
+    return catch_up_window(
+        now, schedule_hour=hour, grace=SCHEDULE_GRACE, lookback_days=LOOKBACK, first_day=first_day
+    )
+
+
+def _backfill(env: dict[str, str], source: str, start: date, end: date) -> None:
+    done = subprocess.run(
+        [CLI, "backfill", "--from", str(start), "--to", str(end), "--source", source],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+@contextmanager
+def _dagster_dev(env: dict[str, str], log: Path) -> Iterator[str]:
+    """`bioloupe-data dev` (webserver and daemon) until the block ends; yields its URL."""
+    port = _free_port()
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [CLI, "dev", "--port", str(port), "--host", "127.0.0.1"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, admin_url: str) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("e2e")
+    home = tmp / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml.example", home / "dagster.yaml")
+    now = datetime.now(UTC)
+    yesterday = now.date() - timedelta(days=1)
+    first_day = yesterday - timedelta(days=HISTORY - 1)
+    write_synthetic(tmp / "served", HISTORY, PER_DAY, seed=7, end=yesterday, pubmed_per_day=2)
+    windows = {
+        CLINICALTRIALS_JOB_NAME: _window(now, CLINICALTRIALS_SCHEDULE_HOUR, first_day),
+        PUBMED_JOB_NAME: _window(now, PUBMED_SCHEDULE_HOUR, first_day),
+    }
+    names = [create_database(admin_url), create_database(admin_url)]
+    warehouse_url, storage_url = (url_for(admin_url, name) for name in names)
+    try:
+        with ReplayServer(tmp / "served") as replay:
+            env = {k: v for k, v in os.environ.items() if not k.startswith(_PROJECT_VARIABLES)}
+            env.update(
+                DAGSTER_HOME=str(home),
+                BIOLOUPE_DATABASE_URL=warehouse_url,
+                BIOLOUPE_DAGSTER_STORAGE_URL=as_sqlalchemy_psycopg2_url(storage_url),
+                BIOLOUPE_START_DATE=first_day.isoformat(),
+                BIOLOUPE_CATCH_UP_DAYS=str(LOOKBACK),
+                BIOLOUPE_CATCH_UP_INTERVAL_SECONDS="15",
+                CTGOV_BASE_URL=replay.url,
+                CTGOV_SCOPE="all",
+                PUBMED_BASE_URL=replay.url,
+                PUBMED_QUERY="all[sb]",
+            )
+            # The outage: each source ran up to the last OUTAGE days of its window, then nothing.
+            for source, job in SOURCES:
+                _backfill(env, source, windows[job][0], windows[job][-OUTAGE - 1])
+            log = tmp / "dagster-dev.log"
+            with _dagster_dev(env, log) as url:
+                stack = Stack(
+                    url,
+                    warehouse_url,
+                    env["BIOLOUPE_DAGSTER_STORAGE_URL"],
+                    home,
+                    log,
+                    first_day,
+                    windows,
+                )
+                _wait("the webserver", lambda: _answers(stack), 180, log)
+                yield stack
+    finally:
+        for name in names:
+            drop_database(admin_url, name)
+
+
+def _answers(stack: Stack) -> bool:
+    try:
+        data = stack.graphql("{ version }")
+    except OSError:
+        return False
+    return bool(data.get("version"))
+
+
+def _runs(stack: Stack, **filter_args: Any) -> list[dg.DagsterRun]:
+    with stack.instance() as instance:
+        return list(instance.get_runs(dg.RunsFilter(**filter_args)))
+
+
+def _all_finished(runs: list[dg.DagsterRun]) -> bool:
+    return bool(runs) and all(run.is_finished for run in runs)
+
+
+LAUNCH = """
+mutation Launch($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+  }
+}"""
+BACKFILL = """
+query Backfill($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    ... on PartitionBackfill { status }
+  }
+}"""
+
+
+def test_a_ui_backfill_of_the_trials_job_completes_in_a_handful_of_runs(stack: Stack) -> None:
+    window = stack.windows[CLINICALTRIALS_JOB_NAME]
+    days = days_between(stack.first_day, window[0] - timedelta(days=1))
+    assert len(days) <= MAX_DAYS_PER_RUN
+    launched = stack.graphql(
+        LAUNCH,
+        {
+            "params": {
+                "partitionNames": [day.isoformat() for day in days],
+                "assetSelection": [{"path": path} for path in TRIALS_JOB_ASSETS],
+            }
+        },
+    )["launchPartitionBackfill"]
+    assert launched["__typename"] == "LaunchBackfillSuccess", launched
+    backfill_id = launched["backfillId"]
+
+    def finished() -> str | None:
+        status = stack.graphql(BACKFILL, {"id": backfill_id})["partitionBackfillOrError"]
+        return status["status"] if status["status"] not in ("REQUESTED",) else None
+
+    assert _wait("the backfill", finished, 600, stack.log) == "COMPLETED_SUCCESS"
+    runs = _runs(stack, tags={"dagster/backfill": backfill_id})
+    assert 1 <= len(runs) <= len(TRIALS_JOB_ASSETS)  # range runs, not one per day
+    assert all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs)
+    assert (
+        count(stack.warehouse_url, "core.trials", f"partition_date < '{window[0].isoformat()}'")
+        == len(days) * PER_DAY
+    )
+
+
+def test_after_an_outage_the_catch_up_launches_exactly_the_missing_days_once(
+    stack: Stack,
+) -> None:
+    for job, window in stack.windows.items():
+
+        def finished(job: str = job) -> list[dg.DagsterRun] | None:
+            runs = _runs(stack, job_name=job, tags={CATCH_UP_TAG: "1"})
+            return runs if _all_finished(runs) else None
+
+        runs = _wait(f"catch-up runs of {job}", finished, 600, stack.log)
+        assert [(r.tags[RANGE_START_TAG], r.tags[RANGE_END_TAG]) for r in runs] == [
+            (window[-OUTAGE].isoformat(), window[-1].isoformat())
+        ], job
+        assert runs[0].status == dg.DagsterRunStatus.SUCCESS
+    # Later ticks find nothing to do: no second run for those days.
+    since = time.time()
+    _wait("a later catch-up tick", lambda: _skipped_tick_after(stack, since), 180, stack.log)
+    for job in stack.windows:
+        catch_up_runs = [r for r in _runs(stack, job_name=job) if CATCH_UP_TAG in r.tags]
+        assert len(catch_up_runs) == 1, job
+    assert count(stack.warehouse_url, "core.trials") >= len(stack.windows[CLINICALTRIALS_JOB_NAME])
+
+
+TICKS = """
+query Ticks($selector: SensorSelector!) {
+  sensorOrError(sensorSelector: $selector) {
+    ... on Sensor { sensorState { ticks(limit: 5) { status timestamp } } }
+  }
+}"""
+
+
+def _skipped_tick_after(stack: Stack, since: float) -> bool:
+    selector = {
+        "repositoryLocationName": "bioloupe_data.definitions",
+        "repositoryName": "__repository__",
+        "sensorName": "daily_catch_up_sensor",
+    }
+    sensor = stack.graphql(TICKS, {"selector": selector})["sensorOrError"]
+    ticks = sensor["sensorState"]["ticks"]
+    return any(t["status"] == "SKIPPED" and t["timestamp"] > since for t in ticks)
+
+
+def _drug_keys(stack: Stack) -> set[str]:
+    with psycopg.connect(stack.warehouse_url) as conn:
+        return {key for (key,) in conn.execute("SELECT drug_key FROM enriched.drugs")}
+
+
+def test_the_registration_sensor_registers_drugs_and_their_profiles_run(stack: Stack) -> None:
+    def settled() -> tuple[list[str], list[dg.DagsterRun]] | None:
+        """Every drug registered once and every profile run it requested finished."""
+        with stack.instance() as instance:
+            keys = instance.get_dynamic_partitions("drugs")
+        runs = _runs(stack, tags={"dagster/sensor_name": "drugs_registration_sensor"})
+        if not keys or set(keys) != _drug_keys(stack) or not _all_finished(runs):
+            return None
+        return keys, runs
+
+    keys, runs = _wait("drugs registered and profiled", settled, 600, stack.log)
+    assert len(keys) == len(set(keys))
+    assert all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs)
+    assert len(runs) < len(keys)  # batched range runs, not one per drug
+    assert count(stack.warehouse_url, "enriched.drug_profiles") == len(keys)
