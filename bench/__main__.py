@@ -1,8 +1,9 @@
 """`python -m bench`: every benchmark, one after another."""
 
-from bench import backfill, geocode, sensor
+from bench import backfill, geocode, landscape, sensor
 
 if __name__ == "__main__":
     backfill.main()
     sensor.main()
     geocode.main()
+    landscape.main()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 from dagster_openai import OpenAIResource
 
-from bioloupe_data.assets import enrichment
+from bioloupe_data.assets import analytics, enrichment
 from bioloupe_data.assets.ingestion import (
     CLINICALTRIALS_LANDING,
     PUBMED_LANDING,
@@ -18,10 +18,11 @@ from bioloupe_data.assets.normalize import (
 )
 from bioloupe_data.assets.sources import CLINICALTRIALS_API, PUBMED_API
 from bioloupe_data.checks import build_freshness_checks, build_landing_checks
-from bioloupe_data.partitions import daily_partitions
+from bioloupe_data.partitions import daily_partitions, landscape_partitions
 from bioloupe_data.resources import (
     ClinicalTrialsResource,
     LlmSettings,
+    PostgresPandasIOManager,
     PubmedResource,
     WarehouseResource,
 )
@@ -39,6 +40,7 @@ from bioloupe_data.schedules import (
 )
 from bioloupe_data.sensors import (
     CatchUpTarget,
+    analytics_automation_sensor,
     build_catch_up_sensor,
     drug_registration_sensor,
     entity_automation_sensor,
@@ -54,8 +56,10 @@ def _from_env(name: str, default: str = "") -> str | dg.EnvVar:
 
 
 def build_resources() -> dict[str, dg.ConfigurableResource]:
+    warehouse = WarehouseResource(database_url=_from_env("BIOLOUPE_DATABASE_URL"))
     return {
-        "warehouse": WarehouseResource(database_url=_from_env("BIOLOUPE_DATABASE_URL")),
+        "warehouse": warehouse,
+        analytics.PANDAS_IO_MANAGER_KEY: PostgresPandasIOManager(warehouse=warehouse),
         "clinicaltrials": ClinicalTrialsResource(
             base_url=_from_env("CTGOV_BASE_URL"), scope=_from_env("CTGOV_SCOPE")
         ),
@@ -116,11 +120,15 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             enrichment.sponsors,
             enrichment.drug_profiles,
             enrichment.sponsor_profiles,
+            analytics.build_landscape(landscape_partitions(settings.landscape_start_date)),
+            analytics.sponsor_pipelines,
+            analytics.drug_phases,
         ],
         sensors=[
             drug_registration_sensor,
             sponsor_registration_sensor,
             entity_automation_sensor,
+            analytics_automation_sensor,
             catch_up,
         ],
         asset_checks=[*landing_checks, *freshness_checks],

@@ -1,12 +1,14 @@
-"""Resources: the warehouse connection and the source API clients."""
+"""Resources: the warehouse connection, the source API clients and the pandas I/O manager."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
+import pandas as pd
 import psycopg
 from pydantic import PrivateAttr
 
@@ -16,6 +18,7 @@ from bioloupe_data.sources.http import HttpClient, RetryEvent
 from bioloupe_data.sources.pubmed.client import PUBLIC_BASE_URL as PUBMED_PUBLIC_BASE_URL
 from bioloupe_data.sources.pubmed.client import PubmedClient
 from bioloupe_data.warehouse.database import connect, default_data_dir, resolve_warehouse_url
+from bioloupe_data.warehouse.frames import SliceFilter, read_frame, write_frame
 from bioloupe_data.warehouse.migrate import migrate
 
 
@@ -116,3 +119,80 @@ class LlmSettings(dg.ConfigurableResource):
     model: str = "gpt-4o-mini"
     max_calls_per_run: int = 500
     max_tokens_per_run: int = 500_000
+
+
+class PostgresPandasIOManager(dg.ConfigurableIOManager):
+    """pandas DataFrames in warehouse tables, partition by partition.
+
+    An asset key `[schema, table]` is its table, created by a migration. A partitioned asset
+    names its partition column in its definition metadata `partition_expr` (for a
+    multi-partitioned one, `{dimension: column}`). An output replaces the slice of the run's
+    partitions (its one partition, or every partition of its range; a time dimension as the
+    run's time window) in one transaction, through COPY into a temporary table and a merge that
+    leaves identical rows unwritten (`warehouse.frames.write_frame`); an unpartitioned output
+    replaces the whole table. Loading an input reads the same slice back.
+    """
+
+    warehouse: WarehouseResource
+
+    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
+        schema, table = _table_of(context.asset_key)
+        filters = _slice_filters(context, context.definition_metadata)
+        with self.warehouse.connection() as conn:
+            counts = write_frame(conn, schema, table, obj, filters)
+        context.add_output_metadata({"dagster/row_count": len(obj), **counts.as_metadata()})
+
+    def load_input(self, context: dg.InputContext) -> pd.DataFrame:
+        schema, table = _table_of(context.asset_key)
+        upstream = context.upstream_output
+        filters = _slice_filters(context, upstream.definition_metadata if upstream else {})
+        with self.warehouse.connection() as conn:
+            return read_frame(conn, schema, table, filters)
+
+
+def _table_of(key: dg.AssetKey) -> tuple[str, str]:
+    if len(key.path) != 2:
+        raise ValueError(f"asset key {key.to_user_string()} is not [schema, table]")
+    return key.path[0], key.path[1]
+
+
+def _slice_filters(
+    context: dg.OutputContext | dg.InputContext, metadata: Mapping[str, Any]
+) -> list[SliceFilter]:
+    """The run's partitions of the asset as column filters; none when it is unpartitioned."""
+    if not context.has_asset_partitions:
+        return []
+    expr = metadata.get("partition_expr")
+    if expr is None:
+        raise ValueError(
+            f"{context.asset_key.to_user_string()} is partitioned but names no partition column "
+            '(definition metadata {"partition_expr": "column"})'
+        )
+    partitions_def = context.asset_partitions_def
+    keys = context.asset_partition_keys
+    if not isinstance(partitions_def, dg.MultiPartitionsDefinition):
+        if isinstance(partitions_def, dg.TimeWindowPartitionsDefinition):
+            window = context.asset_partitions_time_window
+            return [SliceFilter(str(expr), window=(window.start, window.end))]
+        return [SliceFilter(str(expr), values=tuple(keys))]
+    filters = []
+    for dimension in partitions_def.partitions_defs:
+        column = dict(expr).get(dimension.name)
+        if column is None:
+            raise ValueError(f"partition_expr names no column for dimension {dimension.name}")
+        values = sorted(
+            {
+                partitions_def.get_partition_key_from_str(str(k)).keys_by_dimension[dimension.name]
+                for k in keys
+            }
+        )
+        dimension_def = dimension.partitions_def
+        if isinstance(dimension_def, dg.TimeWindowPartitionsDefinition):
+            # A run's partitions are one range, so its time keys form one window.
+            windows = [dimension_def.time_window_for_partition_key(v) for v in values]
+            start = min(w.start for w in windows)
+            end = max(w.end for w in windows)
+            filters.append(SliceFilter(column, window=(start, end)))
+        else:
+            filters.append(SliceFilter(column, values=tuple(values)))
+    return filters

@@ -108,6 +108,15 @@ entity_automation_sensor = dg.AutomationConditionSensorDefinition(
     minimum_interval_seconds=60,
 )
 
+# The latest landscape day and the rollups follow their upstreams (see assets/analytics.py);
+# past days are refreshed by backfills.
+analytics_automation_sensor = dg.AutomationConditionSensorDefinition(
+    name="analytics_automation_sensor",
+    target=dg.AssetSelection.groups("analytics"),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=60,
+)
+
 
 @dataclass(frozen=True, slots=True)
 class CatchUpTarget:

@@ -18,6 +18,9 @@ EXPECTED_ASSETS = {
     "enriched/sponsor_profiles",
     "enriched/site_geocodes",
     "enriched/trial_features",
+    "analytics/landscape",
+    "analytics/sponsor_pipelines",
+    "analytics/drug_phases",
 }
 
 
@@ -37,6 +40,7 @@ def test_every_job_sensor_and_schedule_resolves(definitions: dg.Definitions) -> 
         "drugs_registration_sensor",
         "sponsors_registration_sensor",
         "entity_automation_sensor",
+        "analytics_automation_sensor",
         "daily_catch_up_sensor",
     }
     schedules = {
