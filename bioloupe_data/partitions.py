@@ -6,6 +6,11 @@ import dagster as dg
 
 from bioloupe_data.enrichment.trial_features import TUMOR_AREAS
 
+# The tags of a run over a range of partitions (what a BackfillPolicy run carries, and what the
+# sensors, schedules and the CLI set to launch one).
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
 # A range run covers at most this many days, so a multi-year UI backfill is a handful of runs
 # while a run's working set stays bounded (pages are streamed, days commit one by one).
 MAX_DAYS_PER_RUN = 365

@@ -23,9 +23,8 @@ from rich.progress import (
 from bioloupe_data.assets.enrichment import SITE_GEOCODES_KEY, TRIAL_FEATURES_KEY
 from bioloupe_data.assets.ingestion import CLINICALTRIALS_LANDING_KEY, PUBMED_LANDING_KEY
 from bioloupe_data.assets.normalize import PUBLICATIONS_KEY, TRIALS_KEY
+from bioloupe_data.partitions import RANGE_END_TAG, RANGE_START_TAG
 
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
 SOURCE_ASSETS: dict[str, list[dg.AssetKey]] = {
     "clinicaltrials_gov": [
         CLINICALTRIALS_LANDING_KEY,

@@ -10,6 +10,7 @@ import dagster as dg
 
 from bioloupe_data.assets.enrichment import SITE_GEOCODES_KEY, TRIAL_FEATURES_KEY
 from bioloupe_data.assets.ingestion import CLINICALTRIALS_LANDING_KEY, PUBMED_LANDING_KEY
+from bioloupe_data.partitions import RANGE_END_TAG, RANGE_START_TAG
 
 CLINICALTRIALS_JOB_NAME = "clinicaltrials_gov_daily"
 PUBMED_JOB_NAME = "pubmed_daily"
@@ -27,8 +28,6 @@ LANDING_CHECKS_JOB_NAME = "landing_checks"
 FRESHNESS_CHECKS_JOB_NAME = "freshness_checks"
 # The landing checks job re-checks this many days, up to yesterday, once both sources are due.
 LANDING_CHECKS_LOOKBACK_DAYS = 7
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 def source_job(

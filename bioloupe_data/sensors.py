@@ -21,6 +21,8 @@ from bioloupe_data.catch_up import DayState, catch_up_window, plan_catch_up
 from bioloupe_data.partitions import (
     MAX_DAYS_PER_RUN,
     MAX_ENTITIES_PER_RUN,
+    RANGE_END_TAG,
+    RANGE_START_TAG,
     drug_partitions,
     sponsor_partitions,
 )
@@ -28,9 +30,6 @@ from bioloupe_data.pipelines.entities import registered_since
 from bioloupe_data.pipelines.landing import days_between
 from bioloupe_data.resources import WarehouseResource
 from bioloupe_data.settings import CatchUpSettings
-
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 @dataclass(frozen=True, slots=True)

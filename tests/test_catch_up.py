@@ -8,14 +8,9 @@ import dagster as dg
 import pytest
 
 from bioloupe_data.catch_up import DayState, catch_up_window, plan_catch_up
+from bioloupe_data.partitions import RANGE_END_TAG, RANGE_START_TAG
 from bioloupe_data.pipelines.landing import days_between
-from bioloupe_data.sensors import (
-    CATCH_UP_TAG,
-    RANGE_END_TAG,
-    RANGE_START_TAG,
-    CatchUpTarget,
-    build_catch_up_sensor,
-)
+from bioloupe_data.sensors import CATCH_UP_TAG, CatchUpTarget, build_catch_up_sensor
 from bioloupe_data.settings import CatchUpSettings
 
 D = date(2026, 1, 1)

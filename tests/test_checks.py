@@ -21,12 +21,14 @@ from bioloupe_data.checks import (
     DEAD_LETTER_CHECK,
     KEYS_CHECK,
     LANDING_CHECK_NAMES,
+    PER_DAY_RESULTS_MAX_DAYS,
     REQUIRED_FIELDS_CHECK,
     build_freshness_checks,
     build_landing_checks,
     freshness_check_keys,
 )
 from bioloupe_data.definitions import build_definitions
+from bioloupe_data.partitions import RANGE_END_TAG, RANGE_START_TAG
 from bioloupe_data.replay.server import ReplayServer
 from bioloupe_data.schedules import (
     CLINICALTRIALS_JOB_NAME,
@@ -34,8 +36,6 @@ from bioloupe_data.schedules import (
     LANDING_CHECKS_JOB_NAME,
     LANDING_CHECKS_LOOKBACK_DAYS,
     PUBMED_JOB_NAME,
-    RANGE_END_TAG,
-    RANGE_START_TAG,
     clinicaltrials_job,
     freshness_checks_job,
     freshness_checks_schedule,
@@ -450,3 +450,40 @@ def test_every_daily_asset_has_a_freshness_check_due_after_its_schedule(
     }
     # Nothing was ever materialized: every asset is overdue, as a warning.
     assert all(not e.passed and e.severity == dg.AssetCheckSeverity.WARN for e in evaluations)
+
+
+def test_a_long_range_records_only_its_failing_days_and_still_blocks(
+    served: tuple[ReplayServer, Path], database_url: str, instance: dg.DagsterInstance
+) -> None:
+    server, folder = served
+    last = date(2025, 5, 15)
+    tags = {RANGE_START_TAG: str(FIRST_DAY), RANGE_END_TAG: str(last)}
+    assert (last - FIRST_DAY).days + 1 > PER_DAY_RESULTS_MAX_DAYS
+    definitions = _definitions()
+
+    good = _run(
+        definitions, instance, CLINICALTRIALS_JOB_NAME, tags, asset_selection=LANDED_AND_NORMALIZED
+    )
+
+    assert good.success
+    assert _evaluations(good) == {}  # every day passed: nothing recorded, one line logged
+    messages = [record.user_message for record in instance.all_logs(good.run_id)]
+    assert any("results recorded for failing days only" in m for m in messages)
+    assert count(database_url, "core.trials") == len(STUDIES)
+
+    untitled = _study("NCT99999902", date(2025, 5, 10))
+    del untitled["protocolSection"]["identificationModule"]["briefTitle"]
+    (folder / "NCT99999902.json").write_text(json.dumps(untitled))
+    server.reload()
+
+    bad = _run(
+        definitions, instance, CLINICALTRIALS_JOB_NAME, tags, asset_selection=LANDED_AND_NORMALIZED
+    )
+
+    assert not bad.success
+    evaluations = _evaluations(bad)
+    assert {name: set(by_day) for name, by_day in evaluations.items()} == {
+        REQUIRED_FIELDS_CHECK: {"2025-05-10"}
+    }
+    assert "STEP_START" not in _step_events(bad, TRIALS_STEP)
+    assert count(database_url, "core.trials", "nct_id = 'NCT99999902'") == 0

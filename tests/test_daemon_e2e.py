@@ -30,7 +30,7 @@ import psycopg
 import pytest
 
 from bioloupe_data.catch_up import catch_up_window
-from bioloupe_data.partitions import MAX_DAYS_PER_RUN
+from bioloupe_data.partitions import MAX_DAYS_PER_RUN, RANGE_END_TAG, RANGE_START_TAG
 from bioloupe_data.pipelines.landing import days_between
 from bioloupe_data.replay.server import ReplayServer
 from bioloupe_data.replay.synth import write_synthetic
@@ -40,7 +40,7 @@ from bioloupe_data.schedules import (
     PUBMED_JOB_NAME,
     PUBMED_SCHEDULE_HOUR,
 )
-from bioloupe_data.sensors import CATCH_UP_TAG, RANGE_END_TAG, RANGE_START_TAG, SCHEDULE_GRACE
+from bioloupe_data.sensors import CATCH_UP_TAG, SCHEDULE_GRACE
 from bioloupe_data.warehouse.database import as_sqlalchemy_psycopg2_url
 
 from conftest import create_database, drop_database, url_for

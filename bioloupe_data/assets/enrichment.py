@@ -28,6 +28,7 @@ from bioloupe_data.pipelines.entities import (
     SPONSOR_PROFILE_SCHEMA,
     SPONSOR_PROMPT_VERSION,
     SPONSOR_SYSTEM_PROMPT,
+    ProfileCounts,
     profile_drugs,
     profile_sponsors,
     refresh_drugs,
@@ -123,82 +124,85 @@ def sponsors(
     )
 
 
-@dg.asset(
-    key=DRUG_PROFILES_KEY,
-    deps=[DRUGS_KEY],
-    partitions_def=drug_partitions,
-    backfill_policy=entity_backfill_policy(),
-    group_name="enriched",
-    kinds={"postgres", "python", "openai"},
-    owners=OWNERS,
-    pool="llm",
-    code_version=DRUG_PROMPT_VERSION,
-)
-def drug_profiles(
-    context: dg.AssetExecutionContext,
-    warehouse: WarehouseResource,
-    openai: OpenAIResource,
-    llm: LlmSettings,
-) -> dg.MaterializeResult:
-    """Modality, mechanism of action, target and developer per drug (`enriched.drug_profiles`):
-    by INN stem first (-mab and its infixes, -tinib, -ciclib, -parib, ADC payload words, …), then
-    an LLM (JSON-schema answer, cached in `ops.llm_cache`, within a per-run budget) only where
-    no stem tells. Without `OPENAI_API_KEY` it runs rules-only and says so in its metadata.
-    Every row records `extracted_by` ('rules' or 'llm:<model>') and the prompt version."""
-    keys = context.partition_keys
-    with warehouse.connection() as conn, ExitStack() as stack:
-        extractor = _extractor(context, conn, openai, llm, stack, DRUG_PROMPT)
-        result = profile_drugs(conn, keys, extractor)
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": len(keys),
-            **result.counts.as_metadata(),
-            "by_rules": result.by_rules,
-            "by_llm": result.by_llm,
-            "unresolved": result.unresolved,
-            "partitions_in_run": len(keys),
-            **extractor.metadata(),
-        }
-    )
+DRUG_PROFILES_DESCRIPTION = """Modality, mechanism of action, target and developer per drug
+(`enriched.drug_profiles`): by INN stem first (-mab and its infixes, -tinib, -ciclib, -parib, ADC
+payload words, …), then an LLM (JSON-schema answer, cached in `ops.llm_cache`, within a per-run
+budget) only where no stem tells. Without `OPENAI_API_KEY` it runs rules-only and says so in its
+metadata. Every row records `extracted_by` ('rules' or 'llm:<model>') and the prompt version."""
+
+SPONSOR_PROFILES_DESCRIPTION = """Class (industry / academic / cooperative group / government /
+other), normalized name and country per sponsor (`enriched.sponsor_profiles`). Rules first: the
+registry's agency class where it is specific, words in the name otherwise; the country is where
+most of the sponsor's trial sites are. An LLM (cached, budgeted, skipped without
+`OPENAI_API_KEY`) fills only a class the rules leave as 'other' or a missing country;
+`extracted_by` says which."""
+
+Profile = Callable[[psycopg.Connection, list[str], StructuredExtractor], ProfileCounts]
 
 
-@dg.asset(
-    key=SPONSOR_PROFILES_KEY,
-    deps=[SPONSORS_KEY],
-    partitions_def=sponsor_partitions,
-    backfill_policy=entity_backfill_policy(),
-    group_name="enriched",
-    kinds={"postgres", "python", "openai"},
-    owners=OWNERS,
-    pool="llm",
-    code_version=SPONSOR_PROMPT_VERSION,
-)
-def sponsor_profiles(
-    context: dg.AssetExecutionContext,
-    warehouse: WarehouseResource,
-    openai: OpenAIResource,
-    llm: LlmSettings,
-) -> dg.MaterializeResult:
-    """Class (industry / academic / cooperative group / government / other), normalized name
-    and country per sponsor (`enriched.sponsor_profiles`). Rules first: the registry's agency
-    class where it is specific, words in the name otherwise; the country is where most of the
-    sponsor's trial sites are. An LLM (cached, budgeted, skipped without `OPENAI_API_KEY`) fills
-    only a class the rules leave as 'other' or a missing country; `extracted_by` says which."""
-    keys = context.partition_keys
-    with warehouse.connection() as conn, ExitStack() as stack:
-        extractor = _extractor(context, conn, openai, llm, stack, SPONSOR_PROMPT)
-        result = profile_sponsors(conn, keys, extractor)
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": len(keys),
-            **result.counts.as_metadata(),
-            "by_rules": result.by_rules,
-            "by_llm": result.by_llm,
-            "unresolved": result.unresolved,
-            "partitions_in_run": len(keys),
-            **extractor.metadata(),
-        }
+def build_profile_asset(
+    key: dg.AssetKey,
+    entities_key: dg.AssetKey,
+    partitions_def: dg.DynamicPartitionsDefinition,
+    prompt: LlmPrompt,
+    profile: Profile,
+    description: str,
+) -> dg.AssetsDefinition:
+    """An entity profile: one partition per entity, rules then the LLM, in batched range runs."""
+
+    @dg.asset(
+        key=key,
+        deps=[entities_key],
+        partitions_def=partitions_def,
+        backfill_policy=entity_backfill_policy(),
+        group_name="enriched",
+        kinds={"postgres", "python", "openai"},
+        owners=OWNERS,
+        pool="llm",
+        code_version=prompt.version,
+        description=description,
     )
+    def _profiles(
+        context: dg.AssetExecutionContext,
+        warehouse: WarehouseResource,
+        openai: OpenAIResource,
+        llm: LlmSettings,
+    ) -> dg.MaterializeResult:
+        keys = context.partition_keys
+        with warehouse.connection() as conn, ExitStack() as stack:
+            extractor = _extractor(context, conn, openai, llm, stack, prompt)
+            result = profile(conn, keys, extractor)
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": len(keys),
+                **result.counts.as_metadata(),
+                "by_rules": result.by_rules,
+                "by_llm": result.by_llm,
+                "unresolved": result.unresolved,
+                "partitions_in_run": len(keys),
+                **extractor.metadata(),
+            }
+        )
+
+    return _profiles
+
+
+drug_profiles = build_profile_asset(
+    DRUG_PROFILES_KEY,
+    DRUGS_KEY,
+    drug_partitions,
+    DRUG_PROMPT,
+    profile_drugs,
+    DRUG_PROFILES_DESCRIPTION,
+)
+sponsor_profiles = build_profile_asset(
+    SPONSOR_PROFILES_KEY,
+    SPONSORS_KEY,
+    sponsor_partitions,
+    SPONSOR_PROMPT,
+    profile_sponsors,
+    SPONSOR_PROFILES_DESCRIPTION,
+)
 
 
 SITE_GEOCODES_KEY = dg.AssetKey(["enriched", "site_geocodes"])
