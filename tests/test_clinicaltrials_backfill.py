@@ -60,9 +60,13 @@ def served(
         monkeypatch.setenv("CTGOV_BASE_URL", server.url)
         monkeypatch.setenv("CTGOV_SCOPE", "all")
         monkeypatch.setenv("BIOLOUPE_START_DATE", "2006-01-01")
+        # As the CLI sets it: per-partition planned and materialization events in batches.
+        monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "1000")
         yield server, folder
 
 
+# Every day of twenty years, checked and recorded: the slowest test of the suite.
+@pytest.mark.timeout(1500)
 def test_every_real_study_lands_once_and_a_second_backfill_rewrites_nothing(
     served: tuple[ReplayServer, Path], database_url: str
 ) -> None:
