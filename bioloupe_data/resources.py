@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,9 @@ class WarehouseResource(dg.ConfigurableResource):
 
     database_url: str = ""
     embedded_dir: str = ""
+    # Days a range run writes side by side, each on a connection of its own: while one day's
+    # documents are parsed or derived in Python, PostgreSQL works on another's.
+    parallel_days: int = 2
 
     _url: str | None = PrivateAttr(default=None)
 
@@ -45,6 +48,14 @@ class WarehouseResource(dg.ConfigurableResource):
     def connection(self) -> Iterator[psycopg.Connection]:
         with connect(self.url()) as conn:
             yield conn
+
+    @contextmanager
+    def day_connections(self) -> Iterator[list[psycopg.Connection]]:
+        """`parallel_days` connections (at least one) for the day-by-day pipelines."""
+        with ExitStack() as stack:
+            yield [
+                stack.enter_context(connect(self.url())) for _ in range(max(1, self.parallel_days))
+            ]
 
 
 class ClinicalTrialsResource(dg.ConfigurableResource):

@@ -12,6 +12,8 @@ import pytest
 
 from bioloupe_data.warehouse.database import connect
 from bioloupe_data.warehouse.documents import (
+    DOCUMENT_CHANGE_COLUMNS,
+    DOCUMENTS,
     PAYLOAD_EXCERPT_CHARS,
     DeadLetter,
     Document,
@@ -22,7 +24,7 @@ from bioloupe_data.warehouse.documents import (
     record_fetch,
 )
 from bioloupe_data.warehouse.migrate import migrate
-from bioloupe_data.warehouse.upsert import UpsertCounts
+from bioloupe_data.warehouse.upsert import UpsertCounts, copy_rows, create_staging, merge_versioned
 
 SOURCE = "clinicaltrials_gov"
 DAY = date(2024, 3, 1)
@@ -409,3 +411,85 @@ def test_dead_letters_store_text_postgresql_would_reject(conn: psycopg.Connectio
     assert row["detail"].startswith("bad ")
     assert row["detail"].endswith(" NUL")
     assert row["payload_excerpt"] == "x" * PAYLOAD_EXCERPT_CHARS
+
+
+def test_the_unchanged_shortcut_never_skips_what_the_merge_would_write(
+    conn: psycopg.Connection,
+) -> None:
+    """Every pair of a stored and an incoming version (update day, snapshot, content, partition
+    day): landed through `land_documents`, which skips documents it judges unchanged, the table
+    ends exactly as the merge alone leaves it."""
+    days = (DAY, DAY + timedelta(days=1))
+    variants = [
+        (updated, version, content, partition)
+        for updated in days
+        for version in ("2024_03_01", "2024_03_02")
+        for content in ("c1", "c2")
+        for partition in days
+    ]
+
+    def variant(doc_id: str, spec: tuple[date, str, str, date]) -> Document:
+        updated, version, content, partition = spec
+        base = doc(doc_id, updated, content=content, version=version)
+        return Document(
+            base.doc_id,
+            base.payload_json,
+            base.source_updated_at,
+            base.version_key,
+            base.content_hash,
+            partition,
+        )
+
+    pairs = [
+        (f"NCT{i:03d}{j:03d}", old, new)
+        for i, old in enumerate(variants)
+        for j, new in enumerate(variants)
+    ]
+    land(conn, [variant(doc_id, old) for doc_id, old, _ in pairs])
+    land(conn, [variant(doc_id, new) for doc_id, _, new in pairs])
+    shortcut = content_of(conn)
+
+    conn.execute("TRUNCATE raw.documents")
+    land(conn, [variant(doc_id, old) for doc_id, old, _ in pairs])
+    with conn.transaction():  # the merge alone, every incoming document staged
+        staging = create_staging(conn, DOCUMENTS)
+        copy_rows(
+            conn,
+            staging,
+            DOCUMENTS.columns,
+            [
+                (
+                    SOURCE,
+                    d.doc_id,
+                    d.payload_json,
+                    d.source_updated_at,
+                    d.version_key,
+                    d.content_hash,
+                    d.partition_date,
+                    datetime.now(UTC),
+                )
+                for d in (variant(doc_id, new) for doc_id, _, new in pairs)
+            ],
+        )
+        merge_versioned(
+            conn,
+            DOCUMENTS,
+            staging,
+            change_columns=DOCUMENT_CHANGE_COLUMNS,
+            allow_same_version=False,
+            earliest_snapshot_of_same_content=True,
+        )
+
+    assert len(shortcut) == len(pairs) == 256
+    assert shortcut == content_of(conn)
+
+
+def test_a_refetch_of_unchanged_documents_counts_them_once_each(conn: psycopg.Connection) -> None:
+    documents = [doc(f"NCT{i:05d}") for i in range(2500)]  # more than one lookup batch
+    land(conn, documents)
+    before = stored(conn)
+
+    staged, counts = land(conn, [*documents, documents[0]])  # a page may repeat a document
+
+    assert (staged, counts) == (2501, UpsertCounts(unchanged=2500))
+    assert stored(conn) == before

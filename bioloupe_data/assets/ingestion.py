@@ -109,17 +109,17 @@ def build_landing_asset(
                 )
             )
 
-        with api.client(context.log) as client, warehouse.connection() as conn:
+        with api.client(context.log) as client, warehouse.day_connections() as conns:
             try:
                 source.land_range(
-                    conn, client, start, end, run_id=context.run.run_id, on_day=on_day
+                    conns, client, start, end, run_id=context.run.run_id, on_day=on_day
                 )
             except SourceError as exc:
-                done = landed_days[-1].day.isoformat() if landed_days else "none"
+                done = max(d.day for d in landed_days).isoformat() if landed_days else "none"
                 raise dg.Failure(
                     description=(
                         f"{source.name} partitions {start}..{end} failed "
-                        f"(days committed through: {done}): {exc}"
+                        f"(latest day committed: {done}): {exc}"
                     ),
                     allow_retries=True,
                 ) from None

@@ -24,9 +24,6 @@ class Normalization:
     key: dg.AssetKey
     upstream: dg.AssetKey
     spec: NormalizeSpec
-    # Bump when the derivation changes: the UI then marks the partitions stale and a backfill
-    # re-derives them from raw.documents, rewriting only rows that changed.
-    code_version: str
     description: str
 
 
@@ -34,7 +31,6 @@ TRIALS_NORMALIZATION = Normalization(
     key=TRIALS_KEY,
     upstream=CLINICALTRIALS_LANDING_KEY,
     spec=TRIALS_SPEC,
-    code_version="1",
     description="""ClinicalTrials.gov studies normalized into `core.trials` (AACT `studies`
 columns) and its child tables, keyed by `nct_id`: `trial_conditions`, `trial_keywords`,
 `trial_interventions` (with other names), `trial_sponsors`, `trial_sites` (one row per location
@@ -42,24 +38,27 @@ entry, AACT `facilities`), `trial_arms`, `trial_references`, `trial_countries`,
 `trial_outcomes`, `trial_browse_conditions`, `trial_browse_interventions` and
 `trial_eligibilities`.
 
-Reads only `raw.documents`, so a replay never calls the API. A trial is rewritten only when its
-derivation changed, and its child rows only when the trial's upsert won. Each day commits on its
-own and is recorded as materialized when it commits.""",
+Reads only `raw.documents`, so a replay never calls the API. Only studies whose landed version
+differs from their `core.trials` row are read and derived (all of a day's, after a derivation
+version bump); a trial is rewritten only when its derivation changed, and its child rows only
+when the trial's upsert won. Each day commits on its own and is recorded as materialized when it
+commits.""",
 )
 
 PUBLICATIONS_NORMALIZATION = Normalization(
     key=PUBLICATIONS_KEY,
     upstream=PUBMED_LANDING_KEY,
     spec=PUBLICATIONS_SPEC,
-    code_version="1",
     description="""PubMed citations normalized into `core.publications` (title, abstract,
 journal, publication date with its precision, statuses, DOI, language, dates) keyed by `pmid`,
 with `publication_authors` (order, names, collective names, affiliations, ORCID),
 `publication_mesh` (descriptor, qualifiers, major topic) and `publication_trials` (NCT ids from
 the ClinicalTrials.gov DataBank list, the title or the abstract, with the link's origin).
 
-Reads only `raw.documents`; rewrites a publication only when its derivation changed, and its
-child rows only when its upsert won. Each day commits on its own.""",
+Reads only `raw.documents`, and of it only the citations whose landed version differs from their
+`core.publications` row (all of a day's, after a derivation version bump); rewrites a
+publication only when its derivation changed, and its child rows only when its upsert won. Each
+day commits on its own.""",
 )
 
 
@@ -101,7 +100,10 @@ def build_normalization_asset(
         group_name="core",
         kinds={"postgres", "python"},
         owners=OWNERS,
-        code_version=normalization.code_version,
+        # The derivation's version (`NormalizeSpec.version`): bumping it marks the partitions
+        # stale in the UI, and a backfill then re-derives every day in full from raw.documents,
+        # rewriting only rows whose derivation changed.
+        code_version=spec.version,
         description=normalization.description,
     )
     def _normalized(
@@ -134,9 +136,9 @@ def build_normalization_asset(
                 )
             )
 
-        with warehouse.connection() as conn:
+        with warehouse.day_connections() as conns:
             normalize_days(
-                conn, spec, days_between(start, end), run_id=context.run.run_id, on_day=on_day
+                conns, spec, days_between(start, end), run_id=context.run.run_id, on_day=on_day
             )
         metadata = _metadata(spec, totals, rows, documents, dead_letters, per_table=True)
         metadata["partitions_in_run"] = (end - start).days + 1

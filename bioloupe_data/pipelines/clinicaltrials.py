@@ -8,7 +8,7 @@ record that day as done.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, time
 from itertools import groupby
 from typing import Any
@@ -23,6 +23,7 @@ from bioloupe_data.pipelines.normalize import (
     NormalizedDay,
     NormalizeSpec,
 )
+from bioloupe_data.pipelines.workers import DayWorkers, Feed
 from bioloupe_data.sources.clinicaltrials import (
     CHILD_TABLES,
     SOURCE,
@@ -51,7 +52,7 @@ def _derive_trial(study: Any) -> Derived:
     return Derived(parsed.nct_id, parsed.trial, parsed.children, parsed.derivation_hash)
 
 
-TRIALS_SPEC = NormalizeSpec(SOURCE, TRIALS, CHILDREN, "nct_id", _derive_trial)
+TRIALS_SPEC = NormalizeSpec(SOURCE, TRIALS, CHILDREN, "nct_id", _derive_trial, version="1")
 
 
 # ----------------------------------------------------------------------------- landing
@@ -63,7 +64,9 @@ def _to_document(study: Any) -> Document:
         payload = orjson.dumps(study).decode()
     except TypeError as exc:  # e.g. a lone surrogate in a string
         raise StudyParseError("unserializable_payload", str(exc)) from exc
-    if _JSON_NUL.search(payload):
+    # The plain substring test is cheap; the regex (an escaped backslash before `u0000` is not
+    # a NUL) only runs on the rare payload that contains it.
+    if "\\u0000" in payload and _JSON_NUL.search(payload):
         raise StudyParseError("nul_character", "PostgreSQL text cannot hold NUL (\\u0000)")
     return Document(
         doc_id=identity.nct_id,
@@ -132,7 +135,7 @@ def _dead_letter(study: Any, day: date, reason: str, detail: str, stage: str) ->
 
 
 def land_range(
-    conn: psycopg.Connection,
+    connections: psycopg.Connection | Sequence[psycopg.Connection],
     client: ClinicalTrialsClient,
     start: date,
     end: date,
@@ -140,7 +143,12 @@ def land_range(
     run_id: str,
     on_day: Callable[[LandedDay], None] | None = None,
 ) -> list[LandedDay]:
-    """Fetch every study updated in start..end with one paged query and land it day by day."""
+    """Fetch every study updated in start..end with one paged query and land it day by day.
+
+    The pages are read and parsed in this thread; each day is written in a transaction of its
+    own on one of `connections`, so with several, one day is written while the next is read.
+    `on_day` is called in this thread as each day commits. Returns the days in date order."""
+    conns = [connections] if isinstance(connections, psycopg.Connection) else list(connections)
     total: list[int | None] = [None]
 
     def pages() -> Iterator[list[Any]]:
@@ -150,21 +158,35 @@ def land_range(
             yield page.studies
 
     results: list[LandedDay] = []
-    pending_days = iter(days_between(start, end))
 
-    def commit(day: date, items: Iterable[Document | DeadLetter]) -> None:
-        chunk = Chunk(start, end, total[0])
-        result = land_day(conn, SOURCE, day, items, run_id=run_id, chunk=chunk)
+    def committed(result: LandedDay) -> None:
         results.append(result)
         if on_day:
             on_day(result)
 
-    for day, group in groupby(_classified(pages(), start, end), key=lambda item: item[0]):
+    def land(day: date, items: Iterable[Document | DeadLetter]) -> Callable[..., LandedDay]:
+        def work(conn: psycopg.Connection) -> LandedDay:
+            chunk = Chunk(start, end, total[0])
+            return land_day(conn, SOURCE, day, items, run_id=run_id, chunk=chunk)
+
+        return work
+
+    pending_days = iter(days_between(start, end))
+    with DayWorkers(conns, committed) as workers:
+        for day, group in groupby(_classified(pages(), start, end), key=lambda item: item[0]):
+            for empty_day in pending_days:
+                if empty_day == day:
+                    break
+                workers.submit(land(empty_day, ()))
+            feed: Feed[Document | DeadLetter] = Feed()
+            workers.submit(land(day, feed))
+            try:
+                for _, item in group:
+                    feed.put(item)
+                feed.close()
+            except BaseException:
+                feed.abort()  # the day in flight rolls back
+                raise
         for empty_day in pending_days:
-            if empty_day == day:
-                break
-            commit(empty_day, ())
-        commit(day, (item for _, item in group))
-    for empty_day in pending_days:
-        commit(empty_day, ())
-    return results
+            workers.submit(land(empty_day, ()))
+    return sorted(results, key=lambda r: r.day)

@@ -5,14 +5,17 @@ replaced only for parents whose upsert won."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
 import psycopg
+from psycopg import sql
 
+from bioloupe_data.memory import paused_gc
+from bioloupe_data.pipelines.workers import DayWorkers
 from bioloupe_data.warehouse.documents import DeadLetter, record_dead_letters
 from bioloupe_data.warehouse.upsert import (
     Table,
@@ -57,6 +60,10 @@ class NormalizeSpec:
     # Raises a ValueError with a `reason` attribute (the dead letter's reason) for a document
     # that cannot be derived.
     derive: Callable[[Any], Derived]
+    # Bump when `derive` changes what it derives: every day is then derived again in full (the
+    # merge still rewrites only rows whose derivation changed). It is also the asset's
+    # code_version, so the UI marks the partitions stale.
+    version: str
 
     @property
     def tables(self) -> list[str]:
@@ -69,35 +76,75 @@ class NormalizedDay:
     documents: int = 0
     dead_letters: int = 0
     counts: dict[str, UpsertCounts] = field(default_factory=dict)
+    # Rows derived and staged per table (documents skipped as unchanged derive none).
     rows: dict[str, int] = field(default_factory=dict)
+    # Documents counted as unchanged without being read: their core row holds their version.
+    unchanged_unread: int = 0
 
 
 def normalize_days(
-    conn: psycopg.Connection,
+    connections: psycopg.Connection | Sequence[psycopg.Connection],
     spec: NormalizeSpec,
     days: Iterable[date],
     *,
     run_id: str,
     on_day: Callable[[NormalizedDay], None] | None = None,
 ) -> list[NormalizedDay]:
-    """Re-derive the core tables from the landed documents of each day."""
+    """Re-derive the core tables from the landed documents of each day, one transaction a day.
+
+    A day last normalized by `spec.version` derives only its documents whose landed version
+    (update time, snapshot, content hash, day) differs from their core row's, or that have
+    none; the rest are counted as unchanged without being read. Any other day is derived in
+    full. Given several connections, that many days are normalized side by side; `on_day` is
+    called in this thread as each day commits. Returns the days in date order."""
+    conns = [connections] if isinstance(connections, psycopg.Connection) else list(connections)
     days = list(days)
-    landed = _landed_counts(conn, spec.source, days)
-    results = []
-    for day in days:
-        if landed.get(day):
-            with conn.transaction():
-                result = _normalize_day(conn, spec, day, run_id)
-        else:
-            result = NormalizedDay(
-                day,
-                counts={t: UpsertCounts() for t in spec.tables},
-                rows=dict.fromkeys(spec.tables, 0),
-            )
+    landed = _landed_counts(conns[0], spec.source, days)
+    versions = _normalized_versions(conns[0], spec.source, days)
+    results: list[NormalizedDay] = []
+
+    def committed(result: NormalizedDay) -> None:
         results.append(result)
         if on_day:
             on_day(result)
-    return results
+
+    with DayWorkers(conns, committed) as workers:
+        for day in days:
+            if not landed.get(day):
+                committed(
+                    NormalizedDay(
+                        day,
+                        counts={t: UpsertCounts() for t in spec.tables},
+                        rows=dict.fromkeys(spec.tables, 0),
+                    )
+                )
+                continue
+            full = versions.get(day) != spec.version
+            workers.submit(
+                lambda conn, day=day, full=full: _normalize_landed_day(
+                    conn, spec, day, landed[day], run_id, full=full
+                )
+            )
+    return sorted(results, key=lambda r: r.day)
+
+
+def _normalize_landed_day(
+    conn: psycopg.Connection,
+    spec: NormalizeSpec,
+    day: date,
+    landed: int,
+    run_id: str,
+    *,
+    full: bool,
+) -> NormalizedDay:
+    with conn.transaction():
+        result = _normalize_day(conn, spec, day, run_id, full=full)
+        result.unchanged_unread = landed - result.documents
+        result.counts[spec.parent.name].unchanged += result.unchanged_unread
+        result.rows[spec.parent.name] += result.unchanged_unread
+        result.documents = landed
+        _record_normalized_day(conn, spec, day, run_id)
+    return result
 
 
 def _landed_counts(conn: psycopg.Connection, source: str, days: list[date]) -> dict[date, int]:
@@ -113,19 +160,60 @@ def _landed_counts(conn: psycopg.Connection, source: str, days: list[date]) -> d
     return dict(rows)
 
 
+def _normalized_versions(
+    conn: psycopg.Connection, source: str, days: list[date]
+) -> dict[date, str]:
+    if not days:
+        return {}
+    rows = conn.execute(
+        """
+        SELECT partition_date, derivation_version FROM ops.normalized_days
+        WHERE source = %s AND partition_date BETWEEN %s AND %s
+        """,
+        (source, min(days), max(days)),
+    ).fetchall()
+    return dict(rows)
+
+
+def _record_normalized_day(
+    conn: psycopg.Connection, spec: NormalizeSpec, day: date, run_id: str
+) -> None:
+    conn.execute(
+        """
+        INSERT INTO ops.normalized_days AS n
+            (source, partition_date, derivation_version, run_id, normalized_at)
+        VALUES (%s, %s, %s, %s, now())
+        ON CONFLICT (source, partition_date) DO UPDATE SET
+            derivation_version = EXCLUDED.derivation_version, run_id = EXCLUDED.run_id,
+            normalized_at = EXCLUDED.normalized_at
+        WHERE n.derivation_version IS DISTINCT FROM EXCLUDED.derivation_version
+        """,
+        (spec.source, day, spec.version, run_id),
+    )
+
+
 def _landed_batches(
-    conn: psycopg.Connection, source: str, day: date
+    conn: psycopg.Connection, spec: NormalizeSpec, day: date, *, full: bool
 ) -> Iterator[list[tuple[Any, ...]]]:
+    """The day's landed documents in key order, in batches; unless `full`, only those whose
+    core row is missing or holds another version."""
+    statement = sql.SQL(
+        """
+        SELECT d.doc_id, d.payload::text, d.source_updated_at, d.version_key, d.content_hash
+        FROM raw.documents AS d LEFT JOIN {parent} AS p ON p.{key} = d.doc_id
+        WHERE d.source = %(source)s AND d.partition_date = %(day)s AND d.doc_id > %(after)s
+          AND (%(full)s OR p.{key} IS NULL
+               OR (p.source_updated_at, p.version_key, p.content_hash, p.partition_date)
+                  IS DISTINCT FROM
+                  (d.source_updated_at, d.version_key, d.content_hash, d.partition_date))
+        ORDER BY d.doc_id LIMIT %(limit)s
+        """
+    ).format(parent=spec.parent.ident, key=sql.Identifier(spec.parent_key))
     after = ""
     while True:
         rows = conn.execute(
-            """
-            SELECT doc_id, payload::text, source_updated_at, version_key, content_hash
-            FROM raw.documents
-            WHERE source = %s AND partition_date = %s AND doc_id > %s
-            ORDER BY doc_id LIMIT %s
-            """,
-            (source, day, after, BATCH),
+            statement,
+            {"source": spec.source, "day": day, "after": after, "full": full, "limit": BATCH},
         ).fetchall()
         if not rows:
             return
@@ -134,20 +222,21 @@ def _landed_batches(
 
 
 def _normalize_day(
-    conn: psycopg.Connection, spec: NormalizeSpec, day: date, run_id: str
+    conn: psycopg.Connection, spec: NormalizeSpec, day: date, run_id: str, *, full: bool
 ) -> NormalizedDay:
     result = NormalizedDay(day, rows=dict.fromkeys(spec.tables, 0))
     parent_staging = create_staging(conn, spec.parent)
     child_staging = {name: create_staging(conn, table) for name, table in spec.children.items()}
     letters: list[DeadLetter] = []
     normalized_at = datetime.now(UTC)
-    for batch in _landed_batches(conn, spec.source, day):
+    for batch in _landed_batches(conn, spec, day, full=full):
         parent_rows: list[tuple[Any, ...]] = []
         child_rows: dict[str, list[tuple[Any, ...]]] = {name: [] for name in spec.children}
         for doc_id, payload, updated_at, version_key, content_hash in batch:
             result.documents += 1
             try:
-                derived = spec.derive(orjson.loads(payload))
+                with paused_gc():
+                    derived = spec.derive(orjson.loads(payload))
             except ValueError as exc:
                 reason = getattr(exc, "reason", "derivation_failed")
                 letters.append(

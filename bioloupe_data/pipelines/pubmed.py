@@ -11,7 +11,7 @@ from `DateRevised`) is landed on the nearest day of the range.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime, time
 from typing import Any
 
@@ -66,7 +66,7 @@ def _derive_publication(payload: Any) -> Derived:
 
 
 PUBLICATIONS_SPEC = NormalizeSpec(
-    SOURCE, PUBLICATIONS, PUBLICATION_CHILDREN, "pmid", _derive_publication
+    SOURCE, PUBLICATIONS, PUBLICATION_CHILDREN, "pmid", _derive_publication, version="1"
 )
 
 
@@ -157,7 +157,7 @@ def spool_range(
 
 
 def land_range(
-    conn: psycopg.Connection,
+    connections: psycopg.Connection | Sequence[psycopg.Connection],
     client: PubmedClient,
     start: date,
     end: date,
@@ -165,7 +165,11 @@ def land_range(
     run_id: str,
     on_day: Callable[[LandedDay], None] | None = None,
 ) -> list[LandedDay]:
-    """Search, fetch and land every article modified in start..end, one day per transaction."""
+    """Search, fetch and land every article modified in start..end, one day per transaction.
+
+    The range is spooled into a temporary table of one session first, so every day is landed
+    from that session: of several connections, only the first is used."""
+    conn = connections if isinstance(connections, psycopg.Connection) else connections[0]
     total, letters = spool_range(conn, client, start, end)
     chunk = Chunk(start, end, total)
     results = []

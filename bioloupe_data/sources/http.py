@@ -15,6 +15,8 @@ import httpx
 import orjson
 import tenacity
 
+from bioloupe_data.memory import paused_gc
+
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 SECRET_PARAMS = frozenset({"api_key", "apikey", "token", "key"})
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
@@ -144,7 +146,8 @@ class HttpClient:
 
         def decode(body: bytes) -> Any:
             try:
-                return orjson.loads(body)
+                with paused_gc():
+                    return orjson.loads(body)
             except orjson.JSONDecodeError as exc:
                 # A truncated body is a transport fault: the next attempt usually succeeds.
                 raise TransientHTTPError(f"invalid JSON body ({len(body)} bytes): {exc}") from exc

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from itertools import chain
+from itertools import islice
 from typing import Any
 
 import psycopg
@@ -37,6 +37,8 @@ DOCUMENTS = Table(
 # What makes a stored document different; a newer snapshot with the same content is not a change.
 DOCUMENT_CHANGE_COLUMNS = ("content_hash", "source_updated_at", "partition_date")
 PAYLOAD_EXCERPT_CHARS = 2000
+# Documents looked up and staged together: memory is bounded by one batch of payloads.
+LOOKUP_BATCH = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,23 +80,81 @@ def land_documents(
 ) -> tuple[int, UpsertCounts]:
     """Stream documents into staging with COPY and merge them into raw.documents.
 
-    Returns (documents staged, counts). Must run inside the caller's transaction.
+    Documents arrive in batches of `LOOKUP_BATCH`; for each batch the stored versions are read
+    in one query, and a document the merge would certainly leave alone (see `_certainly_unchanged`)
+    is counted as unchanged without being staged, so a re-fetch of unchanged documents never
+    ships their payloads to the server. Returns (documents received, counts). Must run inside
+    the caller's transaction.
     """
-    rows = _document_rows(source, documents)
-    first = next(rows, None)
-    if first is None:
-        return 0, UpsertCounts()
-    staging = create_staging(conn, DOCUMENTS)
-    staged = copy_rows(conn, staging, DOCUMENTS.columns, chain([first], rows))
-    result = merge_versioned(
-        conn,
-        DOCUMENTS,
-        staging,
-        change_columns=DOCUMENT_CHANGE_COLUMNS,
-        allow_same_version=False,
-        earliest_snapshot_of_same_content=True,
+    received = 0
+    staging: sql.Identifier | None = None
+    staged_ids: set[str] = set()
+    skipped_ids: set[str] = set()
+    for batch in _batches(documents, LOOKUP_BATCH):
+        received += len(batch)
+        stored = _stored_versions(conn, source, [d.doc_id for d in batch])
+        fresh = []
+        for document in batch:
+            if _certainly_unchanged(document, stored.get(document.doc_id)):
+                skipped_ids.add(document.doc_id)
+            else:
+                fresh.append(document)
+                staged_ids.add(document.doc_id)
+        if fresh:
+            staging = staging or create_staging(conn, DOCUMENTS)
+            copy_rows(conn, staging, DOCUMENTS.columns, _document_rows(source, fresh))
+    counts = UpsertCounts(unchanged=len(skipped_ids - staged_ids))
+    if staging is not None:
+        result = merge_versioned(
+            conn,
+            DOCUMENTS,
+            staging,
+            change_columns=DOCUMENT_CHANGE_COLUMNS,
+            allow_same_version=False,
+            earliest_snapshot_of_same_content=True,
+        )
+        counts.add(result.counts)
+    return received, counts
+
+
+def _batches(items: Iterable[Document], size: int) -> Iterator[list[Document]]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+StoredVersion = tuple[datetime, str, str, date]  # source_updated_at, version_key, hash, day
+
+
+def _stored_versions(
+    conn: psycopg.Connection, source: str, doc_ids: list[str]
+) -> dict[str, StoredVersion]:
+    rows = conn.execute(
+        """
+        SELECT d.doc_id, d.source_updated_at, d.version_key, d.content_hash, d.partition_date
+        FROM unnest(%s::text[]) AS k(doc_id)
+        JOIN raw.documents AS d ON d.source = %s AND d.doc_id = k.doc_id
+        """,
+        (doc_ids, source),
+    ).fetchall()
+    return {row[0]: (row[1], row[2], row[3], row[4]) for row in rows}
+
+
+def _certainly_unchanged(document: Document, stored: StoredVersion | None) -> bool:
+    """True when `merge_versioned` would not write `document` over the stored version: an older
+    source version, or the same content on the same day in the same or a later snapshot. Any
+    other case goes to the merge, which decides (this is a shortcut, never the rule)."""
+    if stored is None:
+        return False
+    updated_at, version_key, content_hash, day = stored
+    if document.source_updated_at < updated_at:
+        return True
+    return (
+        document.source_updated_at == updated_at
+        and document.content_hash == content_hash
+        and document.partition_date == day
+        and document.version_key >= version_key
     )
-    return staged, result.counts
 
 
 def _document_rows(source: str, documents: Iterable[Document]) -> Iterator[tuple[Any, ...]]:

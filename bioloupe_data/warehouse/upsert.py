@@ -130,59 +130,93 @@ def merge_versioned(
     they arrive in: a later one is not a change (`version_key` must then not be a change
     column), an earlier one replaces the stored one.
 
+    Staged rows the condition would not write are left out of the INSERT before it runs: `ON
+    CONFLICT DO UPDATE … WHERE false` still locks (and so rewrites the header of) every row it
+    meets. The staging table is deduplicated only when it holds a key twice.
+
     Returns counts and the keys written (inserted or updated), sorted.
     """
     key = table.key
-    comparison = sql.SQL(">=" if allow_same_version else ">")
-    assignments = _assign_from_excluded(c for c in table.columns if c not in key)
-    newest_first = sql.SQL(", ").join(
-        [sql.Identifier(c) for c in key]
-        + [sql.SQL("{} DESC").format(sql.Identifier(c)) for c in VERSION_COLUMNS]
-    )
+    row = conn.execute(
+        sql.SQL(
+            "SELECT count(*), (SELECT count(*) FROM (SELECT DISTINCT {} FROM {}) AS k) FROM {}"
+        ).format(_idents(key), staging, staging)
+    ).fetchone()
+    total, distinct = row if row else (0, 0)
+
+    def writes(new: str, old: str) -> sql.Composable:
+        """The condition under which the version in `new` replaces the stored one in `old`."""
+        return sql.SQL(
+            """(({new_version}) {comparison} ({old_version})
+                AND ({old_change}) IS DISTINCT FROM ({new_change}))
+               OR ({earliest_snapshot}
+                   AND {n}.source_updated_at = {o}.source_updated_at
+                   AND {n}.content_hash = {o}.content_hash
+                   AND {n}.version_key < {o}.version_key)"""
+        ).format(
+            new_version=_prefixed(new, VERSION_COLUMNS),
+            old_version=_prefixed(old, VERSION_COLUMNS),
+            comparison=sql.SQL(">=" if allow_same_version else ">"),
+            old_change=_prefixed(old, change_columns),
+            new_change=_prefixed(new, change_columns),
+            earliest_snapshot=sql.SQL("TRUE" if earliest_snapshot_of_same_content else "FALSE"),
+            n=sql.Identifier(new),
+            o=sql.Identifier(old),
+        )
+
+    if distinct < total:
+        newest_first = sql.SQL(", ").join(
+            [sql.Identifier(c) for c in key]
+            + [sql.SQL("{} DESC").format(sql.Identifier(c)) for c in VERSION_COLUMNS]
+        )
+        incoming = sql.SQL(
+            "SELECT DISTINCT ON ({key}) {cols} FROM {staging} ORDER BY {order}"
+        ).format(key=_idents(key), cols=_idents(table.columns), staging=staging, order=newest_first)
+    else:
+        incoming = sql.SQL("SELECT {cols} FROM {staging}").format(
+            cols=_idents(table.columns), staging=staging
+        )
     statement = sql.SQL(
         """
-        WITH incoming AS (
-            SELECT DISTINCT ON ({key}) {cols} FROM {staging} ORDER BY {newest_first}
-        )
+        WITH incoming AS ({incoming})
         INSERT INTO {target} AS t ({cols})
-        SELECT {cols} FROM incoming ORDER BY {key}
+        SELECT {cols} FROM incoming AS i
+        WHERE NOT EXISTS (
+            SELECT 1 FROM {target} AS o WHERE {same_key} AND NOT ({prefilter})
+        )
+        ORDER BY {key}
         ON CONFLICT ({key}) DO UPDATE SET {assignments}
-        WHERE (({new_version}) {comparison} ({old_version})
-               AND ({old_change}) IS DISTINCT FROM ({new_change}))
-           OR ({earliest_snapshot}
-               AND EXCLUDED.source_updated_at = t.source_updated_at
-               AND EXCLUDED.content_hash = t.content_hash
-               AND EXCLUDED.version_key < t.version_key)
+        WHERE {condition}
         RETURNING {returned_key}, (t.xmax = 0) AS inserted
         """
     ).format(
-        key=_idents(key),
-        cols=_idents(table.columns),
-        staging=staging,
-        newest_first=newest_first,
+        incoming=incoming,
         target=table.ident,
-        assignments=assignments,
-        new_version=_prefixed("excluded", VERSION_COLUMNS),
-        comparison=comparison,
-        earliest_snapshot=sql.SQL("TRUE" if earliest_snapshot_of_same_content else "FALSE"),
-        old_version=_prefixed("t", VERSION_COLUMNS),
-        old_change=_prefixed("t", change_columns),
-        new_change=_prefixed("excluded", change_columns),
+        cols=_idents(table.columns),
+        same_key=_same_key("o", "i", key),
+        prefilter=writes("i", "o"),
+        key=_idents(key),
+        assignments=_assign_from_excluded(c for c in table.columns if c not in key),
+        condition=writes("excluded", "t"),
         returned_key=_prefixed("t", key),
     )
-    staged = conn.execute(
-        sql.SQL("SELECT count(*) FROM (SELECT DISTINCT {} FROM {}) AS k").format(
-            _idents(key), staging
-        )
-    ).fetchone()
     returned = conn.execute(statement).fetchall()
     inserted = sum(1 for r in returned if r[-1])
     counts = UpsertCounts(
         inserted=inserted,
         updated=len(returned) - inserted,
-        unchanged=(staged[0] if staged else 0) - len(returned),
+        unchanged=distinct - len(returned),
     )
     return MergeResult(counts, sorted(tuple(r[:-1]) for r in returned))
+
+
+def _same_key(left: str, right: str, key: Sequence[str]) -> sql.Composable:
+    return sql.SQL(" AND ").join(
+        sql.SQL("{}.{} = {}.{}").format(
+            sql.Identifier(left), sql.Identifier(k), sql.Identifier(right), sql.Identifier(k)
+        )
+        for k in key
+    )
 
 
 def sync_children(
@@ -255,7 +289,13 @@ def upsert_rows(
     returned = conn.execute(
         sql.SQL(
             """
-            INSERT INTO {target} AS t ({cols}) SELECT {cols} FROM {staging} ORDER BY {key}
+            INSERT INTO {target} AS t ({cols})
+            SELECT {cols} FROM {staging} AS s
+            WHERE NOT EXISTS (
+                SELECT 1 FROM {target} AS o
+                WHERE {same_key} AND ({stored}) IS NOT DISTINCT FROM ({staged})
+            )
+            ORDER BY {key}
             ON CONFLICT ({key}) DO UPDATE SET {assign}, updated_at = now()
             WHERE ({old}) IS DISTINCT FROM ({new})
             RETURNING (t.xmax = 0)
@@ -264,6 +304,9 @@ def upsert_rows(
             target=table.ident,
             cols=_idents(table.columns),
             staging=staging,
+            same_key=_same_key("o", "s", table.key),
+            stored=_prefixed("o", updatable),
+            staged=_prefixed("s", updatable),
             key=_idents(table.key),
             assign=_assign_from_excluded(updatable),
             old=_prefixed("t", updatable),

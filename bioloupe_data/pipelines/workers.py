@@ -1,0 +1,133 @@
+"""Days processed side by side: each day's transaction runs on one of several connections, in
+a thread of its own, so that the Python work of one day (parsing, deriving) overlaps with the
+server's work on another (COPY, merges). Days stay independent units: each commits or rolls
+back on its own, and results reach the caller's thread as days commit.
+
+Threads, not processes: the work of a day spends most of its time waiting on PostgreSQL (the
+GIL is released then), and a connection cannot cross a process boundary.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Generic, TypeVar
+
+import psycopg
+
+Result = TypeVar("Result")
+Item = TypeVar("Item")
+
+
+class DayWorkers(Generic[Result]):
+    """Run units of work on a set of connections, one unit per connection at a time.
+
+    `submit` blocks while every connection is busy; finished results are passed to
+    `on_result` in the caller's thread, as units finish (those found finished together in the
+    order they were submitted), by `submit` and on leaving the `with` block.
+    After a unit fails, the units in flight finish, their results are delivered, and the first
+    error is raised; nothing more is started.
+    """
+
+    def __init__(
+        self,
+        connections: Sequence[psycopg.Connection],
+        on_result: Callable[[Result], None],
+    ) -> None:
+        if not connections:
+            raise ValueError("at least one connection is needed")
+        self._free: list[psycopg.Connection] = list(connections)
+        self._on_result = on_result
+        self._pool = ThreadPoolExecutor(
+            max_workers=len(connections), thread_name_prefix="bioloupe-day"
+        )
+        self._running: dict[Future[Result], psycopg.Connection] = {}
+        self._order: dict[Future[Result], int] = {}
+        self._error: BaseException | None = None
+
+    def __enter__(self) -> DayWorkers[Result]:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        try:
+            while self._running:
+                self._collect(block=True)
+        finally:
+            self._pool.shutdown(wait=True)
+        # A feed aborted because its writer failed: the writer's error is the one to tell.
+        if self._error is not None and (exc is None or isinstance(exc, Aborted)):
+            raise self._error
+
+    def submit(self, work: Callable[[psycopg.Connection], Result]) -> None:
+        self._collect(block=False)
+        while not self._free and self._error is None:
+            self._collect(block=True)
+        if self._error is not None:
+            raise self._error
+        conn = self._free.pop()
+        future = self._pool.submit(work, conn)
+        self._running[future] = conn
+        self._order[future] = len(self._order)
+
+    def _collect(self, *, block: bool) -> None:
+        """Deliver the results of finished units; with `block`, wait for one to finish."""
+        done = {future for future in self._running if future.done()}
+        if not done and block and self._running:
+            done, _ = wait(self._running, return_when=FIRST_COMPLETED)
+        for future in sorted(done, key=lambda f: self._order[f]):
+            self._free.append(self._running.pop(future))
+            error = future.exception()
+            if error is not None:
+                self._error = self._error or error
+            else:
+                self._on_result(future.result())
+
+
+class Aborted(Exception):
+    """The other side of a `Feed` gave up."""
+
+
+class Feed(Generic[Item]):
+    """A bounded hand-over of one day's items from the thread reading the source to the thread
+    writing the day. Either side can abort: the writer's transaction then rolls back, or the
+    reader stops waiting."""
+
+    _END = object()
+
+    def __init__(self, maxsize: int = 2000) -> None:
+        self._queue: queue.Queue[object] = queue.Queue(maxsize)
+        self._aborted = threading.Event()
+
+    def put(self, item: Item) -> None:
+        while True:
+            if self._aborted.is_set():
+                raise Aborted("the writer of this day stopped")
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def close(self) -> None:
+        self.put(self._END)  # type: ignore[arg-type]
+
+    def abort(self) -> None:
+        self._aborted.set()
+
+    def __iter__(self) -> Iterator[Item]:
+        try:
+            while True:
+                if self._aborted.is_set():
+                    raise Aborted("the reader of this day stopped")
+                try:
+                    item = self._queue.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                if item is self._END:
+                    return
+                yield item  # type: ignore[misc]
+        except BaseException:
+            self._aborted.set()  # the writer failed: the reader must not block on a full queue
+            raise
