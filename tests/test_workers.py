@@ -1,0 +1,121 @@
+"""Days written side by side on several connections: every day commits or rolls back on its
+own, results reach the caller's thread, and a failure stops what follows without losing what
+committed."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator
+
+import psycopg
+import pytest
+
+from bioloupe_data.pipelines.workers import Aborted, DayWorkers, Feed
+from bioloupe_data.warehouse.database import connect
+
+Work = Callable[[psycopg.Connection], int]
+
+
+@pytest.fixture
+def conns(database_url: str) -> Iterator[list[psycopg.Connection]]:
+    with connect(database_url) as first, connect(database_url) as second:
+        first.execute("CREATE TABLE days (day int PRIMARY KEY, backend int NOT NULL)")
+        first.execute("CREATE TABLE items (day int NOT NULL, item int NOT NULL)")
+        yield [first, second]
+
+
+def write_day(day: int, items: Iterable[int] = ()) -> Work:
+    """A day's transaction: its row, then its items (a negative item is bad input)."""
+
+    def work(conn: psycopg.Connection) -> int:
+        with conn.transaction():
+            conn.execute("INSERT INTO days VALUES (%s, pg_backend_pid())", (day,))
+            for item in items:
+                if item < 0:
+                    raise ValueError(f"bad item on day {day}")
+                conn.execute("INSERT INTO items VALUES (%s, %s)", (day, item))
+        return day
+
+    return work
+
+
+def stored(conn: psycopg.Connection, table: str = "days") -> list[int]:
+    column = "day" if table == "days" else "item"
+    query = f"SELECT {column} FROM {table} ORDER BY 1"
+    return [value for (value,) in conn.execute(query)]  # type: ignore[arg-type]
+
+
+def test_every_day_commits_on_one_of_the_connections_and_is_reported_here(
+    conns: list[psycopg.Connection],
+) -> None:
+    reported: list[tuple[int, str]] = []
+    with DayWorkers(
+        conns, lambda day: reported.append((day, threading.current_thread().name))
+    ) as w:
+        for day in range(12):
+            w.submit(write_day(day, range(50)))
+
+    assert sorted(day for day, _ in reported) == list(range(12))
+    assert {thread for _, thread in reported} == {threading.current_thread().name}
+    assert stored(conns[0]) == list(range(12))
+    backends = conns[0].execute("SELECT count(DISTINCT backend) FROM days").fetchone()
+    assert backends == (2,)  # both connections wrote days
+
+
+def test_a_failing_day_rolls_back_alone_and_stops_what_follows(
+    conns: list[psycopg.Connection],
+) -> None:
+    reported: list[int] = []
+    with (
+        pytest.raises(ValueError, match="bad item on day 3"),
+        DayWorkers(conns, reported.append) as w,
+    ):
+        for day in range(10):
+            w.submit(write_day(day, [1, -1] if day == 3 else [1]))
+
+    days = stored(conns[0])
+    assert 3 not in days
+    assert set(range(3)) <= set(days)  # what committed before stays
+    assert max(days) <= 4  # at most the day already in flight beside it
+    assert sorted(reported) == days
+
+
+def test_a_reader_that_fails_mid_day_leaves_nothing_of_that_day(
+    conns: list[psycopg.Connection],
+) -> None:
+    reported: list[int] = []
+
+    def source() -> Iterator[int]:
+        yield from range(100)
+        raise ConnectionError("the source went away")
+
+    with pytest.raises(ConnectionError), DayWorkers(conns, reported.append) as w:
+        w.submit(write_day(0, [1, 2]))
+        feed: Feed[int] = Feed(maxsize=10)
+        w.submit(write_day(1, feed))
+        try:
+            for item in source():
+                feed.put(item)
+            feed.close()
+        except BaseException:
+            feed.abort()
+            raise
+
+    assert stored(conns[0]) == [0] == reported
+    assert stored(conns[0], "items") == [1, 2]
+
+
+def test_a_writer_that_fails_mid_day_stops_the_reader_with_the_writer_s_error(
+    conns: list[psycopg.Connection],
+) -> None:
+    with (
+        pytest.raises(ValueError, match="bad item on day 1"),
+        DayWorkers(conns, lambda _: None) as w,
+    ):
+        feed: Feed[int] = Feed(maxsize=5)
+        w.submit(write_day(1, feed))
+        with pytest.raises(Aborted):
+            for item in [1, 2, -1, *range(3, 10_000)]:  # far more than the feed holds
+                feed.put(item)
+
+    assert stored(conns[0]) == []
