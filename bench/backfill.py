@@ -15,101 +15,29 @@ import argparse
 import json
 import os
 import tempfile
-import time
-import uuid
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-import dagster as dg
-import psycopg
-from psycopg import sql
 from rich.console import Console
 from rich.table import Table
 
+from bench._common import (
+    RESULTS,
+    pipeline_only,
+    postgres_instance,
+    throwaway_database,
+    timed,
+)
 from bioloupe_data.assets.ingestion import CLINICALTRIALS_LANDING_KEY
 from bioloupe_data.assets.normalize import TRIALS_KEY
 from bioloupe_data.definitions import defs
-from bioloupe_data.pipelines.clinicaltrials import TRIALS_SPEC, land_range
-from bioloupe_data.pipelines.landing import days_between
-from bioloupe_data.pipelines.normalize import normalize_days
 from bioloupe_data.replay.server import ReplayServer
 from bioloupe_data.replay.synth import write_synthetic
 from bioloupe_data.runner import run_backfill
-from bioloupe_data.sources.clinicaltrials import ClinicalTrialsClient
-from bioloupe_data.warehouse.database import as_sqlalchemy_psycopg2_url, connect
-from bioloupe_data.warehouse.migrate import migrate
 
-RESULTS = Path(__file__).resolve().parent / "results"
-ADMIN_URL = os.environ.get(
-    "BIOLOUPE_BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 KEYS = [CLINICALTRIALS_LANDING_KEY, TRIALS_KEY]
-
-
-@contextmanager
-def throwaway_database() -> Iterator[str]:
-    name = f"bioloupe_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    base, _, query = ADMIN_URL.partition("?")
-    url = base.rsplit("/", 1)[0] + f"/{name}" + (f"?{query}" if query else "")
-    try:
-        yield url
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-
-
-@contextmanager
-def postgres_instance(storage_url: str, event_batch_size: str) -> Iterator[dg.DagsterInstance]:
-    with tempfile.TemporaryDirectory() as home:
-        Path(home, "dagster.yaml").write_text(
-            "storage:\n  postgres:\n"
-            f"    postgres_url: {as_sqlalchemy_psycopg2_url(storage_url)}\n"
-            "telemetry:\n  enabled: false\n"
-        )
-        previous = {k: os.environ.get(k) for k in ("DAGSTER_HOME", "DAGSTER_EVENT_BATCH_SIZE")}
-        os.environ["DAGSTER_HOME"] = home
-        os.environ["DAGSTER_EVENT_BATCH_SIZE"] = event_batch_size
-        try:
-            with dg.DagsterInstance.get() as instance:
-                yield instance
-        finally:
-            for key, value in previous.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
-
-
-def timed(action: Callable[[], Any]) -> tuple[float, Any]:
-    started = time.perf_counter()
-    result = action()
-    return time.perf_counter() - started, result
-
-
-def pipeline_only(url: str, server: ReplayServer, start: date, end: date) -> dict[str, Any]:
-    client = ClinicalTrialsClient.create(server.url, "all")
-    with connect(url) as conn:
-        migrate(conn)
-
-        def run() -> int:
-            landed = land_range(conn, client, start, end, run_id="bench")
-            normalized = normalize_days(conn, TRIALS_SPEC, days_between(start, end), run_id="bench")
-            return sum(d.counts.inserted + d.counts.updated for d in landed) + sum(
-                d.counts["trials"].inserted + d.counts["trials"].updated for d in normalized
-            )
-
-        seconds, written = timed(run)
-        again, rewritten = timed(run)
-    client.close()
-    return {"seconds": seconds, "written": written, "rerun_seconds": again, "rerun": rewritten}
 
 
 def through_dagster(
@@ -135,11 +63,12 @@ def through_dagster(
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=180)
     parser.add_argument("--per-day", type=int, default=20)
-    args = parser.parse_args()
+    parser.add_argument("--out", type=Path, default=RESULTS / "backfill.json")
+    args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message=r".*is currently in beta")
     end = date(2024, 12, 31)
     start = end - timedelta(days=args.days - 1)
@@ -153,7 +82,7 @@ def main() -> None:
         with ReplayServer(Path(data)) as server:
             os.environ["CTGOV_BASE_URL"] = server.url
             with throwaway_database() as url:
-                rows["pipeline only (no Dagster)"] = pipeline_only(url, server, start, end)
+                rows["pipeline only (no Dagster)"] = pipeline_only(url, server.url, start, end)
             for label, batch in (
                 ("Dagster, events one by one", "0"),
                 ("Dagster, events in batches", "1000"),
@@ -177,8 +106,8 @@ def main() -> None:
             str(row["rerun"]),
         )
     console.print(table)
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "backfill.json"
+    out: Path = args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
         json.dumps(
             {

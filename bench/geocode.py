@@ -169,11 +169,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--min-population", type=int, choices=GAZETTEER_SIZES, default=500)
     parser.add_argument("--ctgov", type=Path, default=CTGOV)
+    parser.add_argument("--out", type=Path, default=RESULTS / "geocode.json")
     args = parser.parse_args(argv)
     report = run(args.min_population, args.ctgov)
     Console().print(_table(report))
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "geocode.json"
+    out: Path = args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     Console().print(f"wrote {out}")
 

@@ -165,14 +165,18 @@ def through_dagster(
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--years", type=int, default=3)
+    parser.add_argument("--range-days", type=int, default=None, help="instead of --years")
     parser.add_argument("--days", type=int, default=90, help="synthetic update days")
     parser.add_argument("--per-day", type=int, default=20, help="synthetic studies per day")
-    args = parser.parse_args()
+    parser.add_argument("--out", type=Path, default=RESULTS / "landscape.json")
+    args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message=r".*is currently in beta")
     first_day = END.replace(year=END.year - args.years) + timedelta(days=1)
+    if args.range_days:
+        first_day = END - timedelta(days=args.range_days - 1)
     days = days_between(first_day, END)
     keys = [(day, area) for day in days for area in TUMOR_AREAS]
     asset = build_landscape(landscape_partitions(START_DATE))
@@ -213,8 +217,8 @@ def main() -> None:
         )
     console.print(table)
     console.print(f"(*) {PLANNED_SUBSET_VAR}=1")
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "landscape.json"
+    out: Path = args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
         json.dumps(
             {

@@ -2,7 +2,9 @@
 partitions: 20,000 registered, 1,000 new; then a tick with nothing new, and a tick without a
 cursor (every entity looked at again), side by side in one run.
 
-    .venv/bin/python -m bench.sensor [--known 20000] [--new 1000]
+    .venv/bin/python -m bench.sensor [--known 20000] [--new 1000] [--out PATH]
+
+Targets: the tick that registers the new drugs within 5 s, the idle tick within 0.5 s.
 
 Dagster's storage and the warehouse are throwaway PostgreSQL databases on
 `BIOLOUPE_BENCH_ADMIN_URL` (default 127.0.0.1:5432). Prints a table and writes
@@ -15,12 +17,14 @@ import argparse
 import json
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 from rich.console import Console
 from rich.table import Table
 
+from bench._common import Row, machine_facts, print_table
 from bench.backfill import RESULTS, postgres_instance, throwaway_database
 from bioloupe_data.resources import WarehouseResource
 from bioloupe_data.sensors import drug_registration_sensor
@@ -28,6 +32,11 @@ from bioloupe_data.warehouse.database import connect
 from bioloupe_data.warehouse.migrate import migrate
 
 SENSOR_TIMEOUT_SECONDS = 60  # Dagster's default sensor evaluation timeout
+REGISTER_TARGET_SECONDS, IDLE_TARGET_SECONDS = 5.0, 0.5
+
+
+REGISTERING = "new drugs registered"
+IDLE = "nothing new (idle tick, cursor)"
 
 
 def seed_drugs(url: str, count: int) -> None:
@@ -58,11 +67,12 @@ def new_keys(result: Any) -> int:
     return sum(len(r.partition_keys) for r in result.dynamic_partitions_requests or [])
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--known", type=int, default=20_000)
     parser.add_argument("--new", type=int, default=1_000)
-    args = parser.parse_args()
+    parser.add_argument("--out", type=Path, default=RESULTS / "sensor.json")
+    args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message=r".*is currently in beta")
     rows: dict[str, dict[str, Any]] = {}
     with throwaway_database() as url, throwaway_database() as storage:
@@ -74,7 +84,7 @@ def main() -> None:
             cursor = str(args.known)
 
             seconds, result = tick(instance, url, cursor)
-            rows["1,000 new after 20,000 known"] = {
+            rows[REGISTERING] = {
                 "seconds": seconds,
                 "new_keys": new_keys(result),
                 "run_requests": len(getattr(result, "run_requests", None) or []),
@@ -84,7 +94,7 @@ def main() -> None:
                     request.partitions_def_name, list(request.partition_keys)
                 )
             seconds, again = tick(instance, url, result.cursor)
-            rows["nothing new (cursor)"] = {
+            rows[IDLE] = {
                 "seconds": seconds,
                 "new_keys": new_keys(again),
                 "run_requests": 0,
@@ -109,9 +119,32 @@ def main() -> None:
             f"{100 * row['seconds'] / SENSOR_TIMEOUT_SECONDS:.2f}%",
         )
     console.print(table)
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "sensor.json"
-    out.write_text(json.dumps({"known": args.known, "new": args.new, "results": rows}, indent=2))
+    verdicts = [
+        Row(
+            f"{args.new:,} new drugs among {args.known:,} known: tick",
+            f"{rows[REGISTERING]['seconds']:.2f} s, {rows[REGISTERING]['new_keys']:,} registered",
+            f"≤ {REGISTER_TARGET_SECONDS:g} s",
+            rows[REGISTERING]["seconds"] <= REGISTER_TARGET_SECONDS
+            and rows[REGISTERING]["new_keys"] == args.new,
+        ),
+        Row(
+            "idle tick",
+            f"{rows[IDLE]['seconds']:.3f} s, {rows[IDLE]['new_keys']} registered",
+            f"≤ {IDLE_TARGET_SECONDS:g} s",
+            rows[IDLE]["seconds"] <= IDLE_TARGET_SECONDS and rows[IDLE]["new_keys"] == 0,
+        ),
+    ]
+    print_table(console, "sensor targets", verdicts)
+    out: Path = args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result = {
+        "machine": machine_facts(),
+        "known": args.known,
+        "new": args.new,
+        "results": rows,
+        "table": [row.as_json() for row in verdicts],
+    }
+    out.write_text(json.dumps(result, indent=2))
     console.print(f"wrote {out}")
 
 

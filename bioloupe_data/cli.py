@@ -97,6 +97,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
         args.days,
         args.per_day,
         seed=args.seed,
+        end=args.end,
         pubmed_per_day=args.pubmed_per_day,
         nct_fraction=args.nct_fraction,
     )
@@ -149,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--per-day", type=int, required=True)
     synth.add_argument("--out", required=True)
     synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument(
+        "--end", type=_date, default=None, help="last day, YYYY-MM-DD (default: yesterday, UTC)"
+    )
     synth.add_argument(
         "--pubmed-per-day",
         type=int,

@@ -308,3 +308,17 @@ def test_backfill_of_one_source_then_of_both_over_one_range(
     assert "raw/pubmed" in both.stdout and "raw/clinicaltrials_gov" in both.stdout
     for key in (PUBMED_LANDING_KEY, PUBLICATIONS_KEY, CLINICALTRIALS_LANDING_KEY, TRIALS_KEY):
         assert _materialized(dagster_instance_home, key) == _days(start, end)
+
+
+def test_synth_writes_the_days_that_end_where_asked(tmp_path: Path) -> None:
+    out = tmp_path / "synth"
+    args = ["synth", "--days", "2", "--per-day", "3", "--end", "2024-01-31"]
+    done = subprocess.run(
+        [*CLI, *args, "--pubmed-per-day", "0", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "2024-01-30..2024-01-31" in done.stdout + done.stderr
+    with ReplayServer(out) as server:
+        assert server.reload() == 6

@@ -1,0 +1,71 @@
+"""The throughput benchmark's whole path on a tiny range, so that it cannot rot: its command
+line, synthetic folder, replay server, `bioloupe-data backfill` subprocesses, tuple counters and
+the JSON."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_throughput_bench_writes_every_measurement(admin_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "throughput.json"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.throughput",
+            "--per-day",
+            "5",
+            "--short-days",
+            "2",
+            # As long as the short range: its run is reused (a subprocess less).
+            "--long-days",
+            "2",
+            "--scaling",
+            "10",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--admin-url",
+            admin_url,
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        check=True,
+        timeout=300,
+    )
+
+    result = json.loads(out.read_text())
+    assert {"cores", "cpu_model", "postgresql_version"} <= set(result["machine"])
+    assert result["synthetic"]["studies"] == 10
+    for name in ("short", "long"):
+        run = result["runs"][name]
+        assert run["studies"] == 10
+        assert run["studies_per_second"] > 0
+        assert run["peak_rss_bytes"] > 0
+        assert {"raw__clinicaltrials_gov", "core__trials"} <= set(run["steps"])
+        assert result["pipeline_only"][name]["seconds"] > 0
+    noop = result["noop_rerun"]
+    assert noop["studies"] == 10 and noop["wall_seconds"] > 0
+    # Nothing changed at the source: raw and core rows stay put (the per-day fetch record in
+    # ops.partition_fetches is rewritten by design).
+    assert not [t for t in noop["rows_rewritten_by_table"] if not t.startswith("ops.")]
+    assert noop["data_rows_rewritten"] == 0
+    assert [p["size"] for p in result["scaling"]] == [10]
+    assert result["scaling"][0]["studies_per_second"] > 0
+    measurements = [row["measurement"] for row in result["table"]]
+    for expected in (
+        "2 days: end to end",
+        "2 days: peak RSS",
+        "peak RSS, 2 days over 2 days",
+        "no-op re-run of 2 days: time",
+        "no-op re-run of 2 days: data rows rewritten (raw, core)",
+        "scaling: largest deviation from the mean rate",
+    ):
+        assert expected in measurements
+    assert all(row["met"] in (True, False) for row in result["table"] if row["target"])
