@@ -65,6 +65,23 @@ def throwaway_database(admin_url: str = ADMIN_URL) -> Iterator[str]:
             )
 
 
+def wait_for_other_sessions(conn: psycopg.Connection, timeout: float = 60.0) -> None:
+    """Until no other client is connected to this database: a backend flushes its table
+    statistics when it exits, so the counters are final only then."""
+    deadline = time.monotonic() + timeout
+    while True:
+        row = conn.execute(
+            """SELECT count(*) FROM pg_stat_activity
+               WHERE datname = current_database() AND pid <> pg_backend_pid()
+                 AND backend_type = 'client backend'"""
+        ).fetchone()
+        if not row or row[0] == 0:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError("sessions still connected: tuple counters would not be final")
+        time.sleep(0.05)
+
+
 def dagster_yaml(storage_url: str) -> str:
     """A `dagster.yaml` whose run, event and schedule storage is `storage_url`."""
     return (
@@ -75,21 +92,29 @@ def dagster_yaml(storage_url: str) -> str:
 
 
 @contextmanager
+def environment(**variables: str) -> Iterator[None]:
+    """`variables` set in this process's environment for the block, then restored."""
+    previous = {key: os.environ.get(key) for key in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextmanager
 def postgres_instance(storage_url: str, event_batch_size: str) -> Iterator[dg.DagsterInstance]:
     with tempfile.TemporaryDirectory() as home:
         Path(home, "dagster.yaml").write_text(dagster_yaml(storage_url))
-        previous = {k: os.environ.get(k) for k in ("DAGSTER_HOME", "DAGSTER_EVENT_BATCH_SIZE")}
-        os.environ["DAGSTER_HOME"] = home
-        os.environ["DAGSTER_EVENT_BATCH_SIZE"] = event_batch_size
-        try:
-            with dg.DagsterInstance.get() as instance:
-                yield instance
-        finally:
-            for key, value in previous.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+        with (
+            environment(DAGSTER_HOME=home, DAGSTER_EVENT_BATCH_SIZE=event_batch_size),
+            dg.DagsterInstance.get() as instance,
+        ):
+            yield instance
 
 
 def timed(action: Callable[[], Any]) -> tuple[float, Any]:

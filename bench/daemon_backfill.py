@@ -29,22 +29,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Iterable, Sequence
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import dagster as dg
 import psycopg
@@ -55,11 +50,21 @@ from bench._common import (
     END,
     RESULTS,
     Row,
+    environment,
     machine_facts,
     print_table,
     replay_server,
     synthetic_folder,
     throwaway_database,
+)
+from bench._dagster_dev import (
+    BACKFILL_STATUS,
+    LAUNCH_BACKFILL,
+    TERMINAL_BACKFILL_STATUSES,
+    clean_environment,
+    dagster_dev,
+    graphql,
+    wait_for,
 )
 from bench.daemon_location import POLICY_VARIABLE
 from bioloupe_data.warehouse.database import as_sqlalchemy_psycopg2_url
@@ -69,25 +74,6 @@ POLICIES = ("project", "per-partition")
 ASSETS = (["raw", "clinicaltrials_gov"], ["core", "trials"])
 RATIO_TARGETS = {365: 10.0, 1096: 25.0}
 WALL_TARGET_SIZE, WALL_TARGET_SECONDS = 1096, 180.0
-# Variables of the caller's environment that must not reach the stack.
-_PROJECT_VARIABLES = ("BIOLOUPE_", "CTGOV_", "PUBMED_", "NCBI_", "OPENAI_", "DAGSTER_")
-T = TypeVar("T")
-
-LAUNCH = """
-mutation Launch($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message }
-  }
-}"""
-BACKFILL = """
-query Backfill($id: String!) {
-  partitionBackfillOrError(backfillId: $id) {
-    ... on PartitionBackfill { status }
-  }
-}"""
-TERMINAL = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
 
 
 @dataclass(slots=True)
@@ -104,69 +90,10 @@ class Measured:
     mean_wait_seconds: float
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _graphql(url: str, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-    body = json.dumps({"query": query, "variables": variables or {}}).encode()
-    request = urllib.request.Request(f"{url}/graphql", body, {"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=120) as response:
-        answer = json.loads(response.read())
-    if "errors" in answer:
-        raise RuntimeError(f"GraphQL error: {answer['errors']}")
-    return answer["data"]
-
-
-def _wait(what: str, probe: Callable[[], T | None], timeout: float, log: Path) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(1)
-    tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
-    raise TimeoutError(f"timed out waiting for {what}; dagster dev log ends:\n{tail}")
-
-
-@contextmanager
-def dagster_dev(env: dict[str, str], log: Path) -> Iterator[str]:
-    """`dagster dev` on `bench.daemon_location` until the block ends; yields its URL once the
-    code location answers."""
-    port = _free_port()
-    dagster = str(Path(sys.executable).with_name("dagster"))
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [dagster, "dev", "-m", "bench.daemon_location", "-d", str(ROOT), *_address(port)],
-            env=env,
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait("the webserver and the code location", lambda: _loaded(url), 300, log)
-        yield url
-    finally:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
-
-
-def _address(port: int) -> list[str]:
-    return ["-h", "127.0.0.1", "-p", str(port)]
-
-
-def _loaded(url: str) -> bool:
+def _code_location_loaded(url: str) -> bool:
     query = "{ repositoriesOrError { ... on RepositoryConnection { nodes { name } } } }"
     try:
-        nodes = _graphql(url, query)["repositoriesOrError"].get("nodes")
+        nodes = graphql(url, query)["repositoriesOrError"].get("nodes")
     except (OSError, RuntimeError):
         return False
     return bool(nodes)
@@ -189,7 +116,7 @@ def measure(
         storage = stack.enter_context(throwaway_database(admin_url))
         home = Path(tempfile.mkdtemp(prefix="dagster-home-", dir=scratch))
         shutil.copy(ROOT / "dagster.yaml.example", home / "dagster.yaml")
-        env = {k: v for k, v in os.environ.items() if not k.startswith(_PROJECT_VARIABLES)}
+        env = clean_environment()
         env.update(
             DAGSTER_HOME=str(home),
             BIOLOUPE_DATABASE_URL=warehouse,
@@ -201,11 +128,14 @@ def measure(
             **{POLICY_VARIABLE: policy},
         )
         log = logs / f"dagster-dev-{policy}-{len(days)}.log"
-        url = stack.enter_context(dagster_dev(env, log))
+        dagster = str(Path(sys.executable).with_name("dagster"))
+        command = [dagster, "dev", "-m", "bench.daemon_location", "-d", str(ROOT)]
+        url = stack.enter_context(dagster_dev(command, env, log, cwd=ROOT))
+        wait_for("the code location", lambda: _code_location_loaded(url), 300, log)
         launched_at = time.time()
-        launched = _graphql(
+        launched = graphql(
             url,
-            LAUNCH,
+            LAUNCH_BACKFILL,
             {
                 "params": {
                     "partitionNames": [day.isoformat() for day in days],
@@ -218,10 +148,10 @@ def measure(
         backfill_id = launched["backfillId"]
 
         def finished() -> str | None:
-            answer = _graphql(url, BACKFILL, {"id": backfill_id})["partitionBackfillOrError"]
-            return answer["status"] if answer["status"] in TERMINAL else None
+            answer = graphql(url, BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]
+            return answer["status"] if answer["status"] in TERMINAL_BACKFILL_STATUSES else None
 
-        status = _wait(f"backfill {backfill_id}", finished, timeout, log)
+        status = wait_for(f"backfill {backfill_id}", finished, timeout, log)
         runs = _backfill_runs(home, env["BIOLOUPE_DAGSTER_STORAGE_URL"], backfill_id)
         last_end = max((run.end_time or 0.0 for run in runs), default=time.time())
         result = Measured(
@@ -261,23 +191,15 @@ class _Run:
 
 
 def _backfill_runs(home: Path, storage_url: str, backfill_id: str) -> list[_Run]:
-    previous = {k: os.environ.get(k) for k in ("DAGSTER_HOME", "BIOLOUPE_DAGSTER_STORAGE_URL")}
-    os.environ.update(DAGSTER_HOME=str(home), BIOLOUPE_DAGSTER_STORAGE_URL=storage_url)
-    try:
-        with dg.DagsterInstance.get() as instance:
-            records = instance.get_run_records(
-                dg.RunsFilter(tags={"dagster/backfill": backfill_id})
-            )
-            return [
-                _Run(r.dagster_run.status, r.create_timestamp.timestamp(), r.start_time, r.end_time)
-                for r in records
-            ]
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with (
+        environment(DAGSTER_HOME=str(home), BIOLOUPE_DAGSTER_STORAGE_URL=storage_url),
+        dg.DagsterInstance.get() as instance,
+    ):
+        records = instance.get_run_records(dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+        return [
+            _Run(r.dagster_run.status, r.create_timestamp.timestamp(), r.start_time, r.end_time)
+            for r in records
+        ]
 
 
 def _mean(values: Iterable[float]) -> float:

@@ -27,7 +27,7 @@ import dagster as dg
 from rich.console import Console
 from rich.table import Table
 
-from bench.backfill import RESULTS, postgres_instance, throwaway_database, timed
+from bench._common import RESULTS, postgres_instance, throwaway_database, timed
 from bioloupe_data.assets.analytics import LANDSCAPE_KEY, build_landscape
 from bioloupe_data.enrichment.geocode import shared_geocoder
 from bioloupe_data.enrichment.trial_features import TUMOR_AREAS

@@ -24,8 +24,14 @@ import dagster as dg
 from rich.console import Console
 from rich.table import Table
 
-from bench._common import Row, machine_facts, print_table
-from bench.backfill import RESULTS, postgres_instance, throwaway_database
+from bench._common import (
+    RESULTS,
+    Row,
+    machine_facts,
+    postgres_instance,
+    print_table,
+    throwaway_database,
+)
 from bioloupe_data.resources import WarehouseResource
 from bioloupe_data.sensors import drug_registration_sensor
 from bioloupe_data.warehouse.database import connect

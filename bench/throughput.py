@@ -80,6 +80,7 @@ from bench._common import (
     replay_server,
     synthetic_folder,
     throwaway_database,
+    wait_for_other_sessions,
     workspace,
 )
 
@@ -310,23 +311,6 @@ def landed_studies(url: str, start: date, end: date) -> int:
 
 
 # ----------------------------------------------------------------------------- tuple counters
-
-
-def wait_for_other_sessions(conn: psycopg.Connection, timeout: float = 60.0) -> None:
-    """Until no other client is connected to this database: a backend flushes its table
-    statistics when it exits, so the counters are final only then."""
-    deadline = time.monotonic() + timeout
-    while True:
-        row = conn.execute(
-            """SELECT count(*) FROM pg_stat_activity
-               WHERE datname = current_database() AND pid <> pg_backend_pid()
-                 AND backend_type = 'client backend'"""
-        ).fetchone()
-        if not row or row[0] == 0:
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError("sessions still connected: tuple counters would not be final")
-        time.sleep(0.05)
 
 
 def write_counters(url: str) -> dict[str, tuple[int, int, int]]:

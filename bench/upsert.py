@@ -37,9 +37,8 @@ import os
 import random
 import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
@@ -51,6 +50,7 @@ from psycopg import sql
 from rich.console import Console
 from rich.table import Table as RichTable
 
+from bench._common import ADMIN_URL, RESULTS, throwaway_database, wait_for_other_sessions
 from bioloupe_data.pipelines.normalize import CHANGE_COLUMNS
 from bioloupe_data.warehouse.database import connect
 from bioloupe_data.warehouse.migrate import migrate
@@ -60,11 +60,6 @@ from bioloupe_data.warehouse.upsert import (
     copy_rows,
     create_staging,
     merge_versioned,
-)
-
-RESULTS = Path(__file__).resolve().parent / "results"
-ADMIN_URL = os.environ.get(
-    "BIOLOUPE_BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 
 # A subset of core.trials' columns (types as in migration 002), bookkeeping included.
@@ -274,26 +269,6 @@ PANDAS_STAGING = "trials_staging"
 # ----------------------------------------------------------------------------- databases
 
 
-def url_for(admin_url: str, database: str) -> str:
-    base, _, query = admin_url.partition("?")
-    return base.rsplit("/", 1)[0] + f"/{database}" + (f"?{query}" if query else "")
-
-
-@contextmanager
-def throwaway_database(admin_url: str) -> Iterator[str]:
-    """A new database on the server, dropped afterwards (and only that one)."""
-    name = f"bioloupe_bench_upsert_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield url_for(admin_url, name)
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-
-
 def create_target(url: str) -> None:
     """The project's migrations, then bench.trials shaped exactly like core.trials."""
     with connect(url) as conn:
@@ -330,26 +305,9 @@ class Writes:
         return f"{self.inserted:,}/{self.updated:,}/{self.deleted:,}"
 
 
-def _wait_for_other_sessions(conn: psycopg.Connection, timeout: float = 30.0) -> None:
-    """Until no other client is connected to this database: a backend flushes its table
-    statistics before it leaves pg_stat_activity."""
-    deadline = time.monotonic() + timeout
-    while True:
-        row = conn.execute(
-            """SELECT count(*) FROM pg_stat_activity
-               WHERE datname = current_database() AND pid <> pg_backend_pid()
-                 AND backend_type = 'client backend'"""
-        ).fetchone()
-        if not row or row[0] == 0:
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError("writer sessions still connected; tuple counters would be stale")
-        time.sleep(0.05)
-
-
 def table_writes(url: str) -> Writes:
     with connect(url) as conn:
-        _wait_for_other_sessions(conn)
+        wait_for_other_sessions(conn)
         conn.execute("SELECT pg_stat_clear_snapshot()")
         row = conn.execute(
             """SELECT n_tup_ins, n_tup_upd, n_tup_del, n_tup_hot_upd FROM pg_stat_user_tables

@@ -9,26 +9,28 @@ queued run coordinator, pools, run monitoring), the replay server as both source
 (c) the registration sensors register the drugs found and their profile runs complete.
 """
 
-import json
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import dagster as dg
 import psycopg
 import pytest
 
+from bench._dagster_dev import (
+    BACKFILL_STATUS,
+    LAUNCH_BACKFILL,
+    clean_environment,
+    dagster_dev,
+    graphql,
+    wait_for,
+)
 from bioloupe_data.catch_up import catch_up_window
 from bioloupe_data.partitions import MAX_DAYS_PER_RUN, RANGE_END_TAG, RANGE_START_TAG
 from bioloupe_data.pipelines.landing import days_between
@@ -58,8 +60,6 @@ TRIALS_JOB_ASSETS = (
     ["enriched", "trial_features"],
 )
 SOURCES = (("clinicaltrials_gov", CLINICALTRIALS_JOB_NAME), ("pubmed", PUBMED_JOB_NAME))
-_PROJECT_VARIABLES = ("BIOLOUPE_", "CTGOV_", "PUBMED_", "NCBI_", "OPENAI_", "DAGSTER_")
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -80,31 +80,7 @@ class Stack:
             return dg.DagsterInstance.get()
 
     def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        body = json.dumps({"query": query, "variables": variables or {}}).encode()
-        request = urllib.request.Request(
-            f"{self.webserver}/graphql", body, {"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=60) as response:
-            answer = json.loads(response.read())
-        assert "errors" not in answer, answer
-        return answer["data"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait(what: str, probe: Callable[[], T | None], timeout: float, log: Path) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(2)
-    tail = log.read_text(errors="replace")[-4000:] if log.exists() else ""
-    raise AssertionError(f"timed out waiting for {what}; dagster dev log ends:\n{tail}")
+        return graphql(self.webserver, query, variables)
 
 
 def _window(now: datetime, hour: int, first_day: date) -> list[date]:
@@ -125,29 +101,6 @@ def _backfill(env: dict[str, str], source: str, start: date, end: date) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
 
 
-@contextmanager
-def _dagster_dev(env: dict[str, str], log: Path) -> Iterator[str]:
-    """`bioloupe-data dev` (webserver and daemon) until the block ends; yields its URL."""
-    port = _free_port()
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [CLI, "dev", "--port", str(port), "--host", "127.0.0.1"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, admin_url: str) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("e2e")
@@ -166,7 +119,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, admin_url: str) -> Iterator[
     warehouse_url, storage_url = (url_for(admin_url, name) for name in names)
     try:
         with ReplayServer(tmp / "served") as replay:
-            env = {k: v for k, v in os.environ.items() if not k.startswith(_PROJECT_VARIABLES)}
+            env = clean_environment()
             env.update(
                 DAGSTER_HOME=str(home),
                 BIOLOUPE_DATABASE_URL=warehouse_url,
@@ -183,7 +136,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, admin_url: str) -> Iterator[
             for source, job in SOURCES:
                 _backfill(env, source, windows[job][0], windows[job][-OUTAGE - 1])
             log = tmp / "dagster-dev.log"
-            with _dagster_dev(env, log) as url:
+            with dagster_dev([CLI, "dev"], env, log) as url:
                 stack = Stack(
                     url,
                     warehouse_url,
@@ -193,19 +146,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory, admin_url: str) -> Iterator[
                     first_day,
                     windows,
                 )
-                _wait("the webserver", lambda: _answers(stack), 180, log)
                 yield stack
     finally:
         for name in names:
             drop_database(admin_url, name)
-
-
-def _answers(stack: Stack) -> bool:
-    try:
-        data = stack.graphql("{ version }")
-    except OSError:
-        return False
-    return bool(data.get("version"))
 
 
 def _runs(stack: Stack, **filter_args: Any) -> list[dg.DagsterRun]:
@@ -217,28 +161,12 @@ def _all_finished(runs: list[dg.DagsterRun]) -> bool:
     return bool(runs) and all(run.is_finished for run in runs)
 
 
-LAUNCH = """
-mutation Launch($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message }
-  }
-}"""
-BACKFILL = """
-query Backfill($id: String!) {
-  partitionBackfillOrError(backfillId: $id) {
-    ... on PartitionBackfill { status }
-  }
-}"""
-
-
 def test_a_ui_backfill_of_the_trials_job_completes_in_a_handful_of_runs(stack: Stack) -> None:
     window = stack.windows[CLINICALTRIALS_JOB_NAME]
     days = days_between(stack.first_day, window[0] - timedelta(days=1))
     assert len(days) <= MAX_DAYS_PER_RUN
     launched = stack.graphql(
-        LAUNCH,
+        LAUNCH_BACKFILL,
         {
             "params": {
                 "partitionNames": [day.isoformat() for day in days],
@@ -250,10 +178,10 @@ def test_a_ui_backfill_of_the_trials_job_completes_in_a_handful_of_runs(stack: S
     backfill_id = launched["backfillId"]
 
     def finished() -> str | None:
-        status = stack.graphql(BACKFILL, {"id": backfill_id})["partitionBackfillOrError"]
+        status = stack.graphql(BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]
         return status["status"] if status["status"] not in ("REQUESTED",) else None
 
-    assert _wait("the backfill", finished, 600, stack.log) == "COMPLETED_SUCCESS"
+    assert wait_for("the backfill", finished, 600, stack.log) == "COMPLETED_SUCCESS"
     runs = _runs(stack, tags={"dagster/backfill": backfill_id})
     assert 1 <= len(runs) <= len(TRIALS_JOB_ASSETS)  # range runs, not one per day
     assert all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs)
@@ -272,14 +200,14 @@ def test_after_an_outage_the_catch_up_launches_exactly_the_missing_days_once(
             runs = _runs(stack, job_name=job, tags={CATCH_UP_TAG: "1"})
             return runs if _all_finished(runs) else None
 
-        runs = _wait(f"catch-up runs of {job}", finished, 600, stack.log)
+        runs = wait_for(f"catch-up runs of {job}", finished, 600, stack.log)
         assert [(r.tags[RANGE_START_TAG], r.tags[RANGE_END_TAG]) for r in runs] == [
             (window[-OUTAGE].isoformat(), window[-1].isoformat())
         ], job
         assert runs[0].status == dg.DagsterRunStatus.SUCCESS
     # Later ticks find nothing to do: no second run for those days.
     since = time.time()
-    _wait("a later catch-up tick", lambda: _skipped_tick_after(stack, since), 180, stack.log)
+    wait_for("a later catch-up tick", lambda: _skipped_tick_after(stack, since), 180, stack.log)
     for job in stack.windows:
         catch_up_runs = [r for r in _runs(stack, job_name=job) if CATCH_UP_TAG in r.tags]
         assert len(catch_up_runs) == 1, job
@@ -320,7 +248,7 @@ def test_the_registration_sensor_registers_drugs_and_their_profiles_run(stack: S
             return None
         return keys, runs
 
-    keys, runs = _wait("drugs registered and profiled", settled, 600, stack.log)
+    keys, runs = wait_for("drugs registered and profiled", settled, 600, stack.log)
     assert len(keys) == len(set(keys))
     assert all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs)
     assert len(runs) < len(keys)  # batched range runs, not one per drug

@@ -109,3 +109,29 @@ def test_catch_up_settings_come_from_the_environment(monkeypatch: pytest.MonkeyP
     sensor = defs().resolve_sensor_def("daily_catch_up_sensor")
     assert sensor.minimum_interval_seconds == 45
     assert "last 30 days" in (sensor.description or "")
+
+
+def test_drugs_and_sponsors_follow_a_new_day_of_trials_while_other_days_are_missing(
+    definitions: dg.Definitions,
+) -> None:
+    """A daily history always has days not materialized (today's before its schedule, a failed
+    day, years before a backfill): they must not hold the entity tables back."""
+    instance = dg.DagsterInstance.ephemeral()
+    entities = {dg.AssetKey(["enriched", "drugs"]), dg.AssetKey(["enriched", "sponsors"])}
+    selection = dg.AssetSelection.assets(*entities)
+    result = dg.evaluate_automation_conditions(definitions, instance, asset_selection=selection)
+    assert result.total_requested == 0  # no trials yet
+
+    trials = dg.AssetKey(["core", "trials"])
+    instance.report_runless_asset_event(dg.AssetMaterialization(trials, partition="2024-05-01"))
+    result = dg.evaluate_automation_conditions(
+        definitions, instance, asset_selection=selection, cursor=result.cursor
+    )
+    assert {key for key in entities if result.get_num_requested(key)} == entities
+
+    for key in entities:
+        instance.report_runless_asset_event(dg.AssetMaterialization(key))
+    result = dg.evaluate_automation_conditions(
+        definitions, instance, asset_selection=selection, cursor=result.cursor
+    )
+    assert result.total_requested == 0  # handled, and nothing new upstream

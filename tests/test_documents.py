@@ -12,19 +12,19 @@ import pytest
 
 from bioloupe_data.warehouse.database import connect
 from bioloupe_data.warehouse.documents import (
-    DOCUMENT_CHANGE_COLUMNS,
-    DOCUMENTS,
     PAYLOAD_EXCERPT_CHARS,
     DeadLetter,
     Document,
     FetchRecord,
     dead_letter_count,
     land_documents,
+    merge_documents,
     record_dead_letters,
     record_fetch,
+    stage_documents,
 )
 from bioloupe_data.warehouse.migrate import migrate
-from bioloupe_data.warehouse.upsert import UpsertCounts, copy_rows, create_staging, merge_versioned
+from bioloupe_data.warehouse.upsert import UpsertCounts
 
 SOURCE = "clinicaltrials_gov"
 DAY = date(2024, 3, 1)
@@ -452,33 +452,8 @@ def test_the_unchanged_shortcut_never_skips_what_the_merge_would_write(
     conn.execute("TRUNCATE raw.documents")
     land(conn, [variant(doc_id, old) for doc_id, old, _ in pairs])
     with conn.transaction():  # the merge alone, every incoming document staged
-        staging = create_staging(conn, DOCUMENTS)
-        copy_rows(
-            conn,
-            staging,
-            DOCUMENTS.columns,
-            [
-                (
-                    SOURCE,
-                    d.doc_id,
-                    d.payload_json,
-                    d.source_updated_at,
-                    d.version_key,
-                    d.content_hash,
-                    d.partition_date,
-                    datetime.now(UTC),
-                )
-                for d in (variant(doc_id, new) for doc_id, _, new in pairs)
-            ],
-        )
-        merge_versioned(
-            conn,
-            DOCUMENTS,
-            staging,
-            change_columns=DOCUMENT_CHANGE_COLUMNS,
-            allow_same_version=False,
-            earliest_snapshot_of_same_content=True,
-        )
+        incoming = [variant(doc_id, new) for doc_id, _, new in pairs]
+        merge_documents(conn, stage_documents(conn, SOURCE, incoming))
 
     assert len(shortcut) == len(pairs) == 256
     assert shortcut == content_of(conn)

@@ -6,7 +6,7 @@ from datetime import date
 import dagster as dg
 import pandas as pd
 
-from bioloupe_data.assets._common import OWNERS
+from bioloupe_data.assets._common import OWNERS, latest_when_upstream_changes
 from bioloupe_data.assets.enrichment import (
     DRUG_PROFILES_KEY,
     DRUGS_KEY,
@@ -51,15 +51,6 @@ partitions (the UI's date × area grid)."""
 # entity, not by day): a missing one must not hold back the latest day.
 _ALL = dg.AllPartitionMapping()
 _SAME_DAY = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name=LANDSCAPE_DATE)
-
-
-def latest_when_upstream_changes(ignore_missing: dg.AssetSelection) -> dg.AutomationCondition:
-    """`eager()` (the latest time window, when a dependency updated, none in progress) except
-    that missing partitions of `ignore_missing` do not block it: they are mapped to every
-    partition of the asset, and one missing profile or day must not stop the rest."""
-    return dg.AutomationCondition.eager().replace(
-        "any_deps_missing", dg.AutomationCondition.any_deps_missing().ignore(ignore_missing)
-    )
 
 
 def _partition_days(

@@ -10,7 +10,7 @@ import dagster as dg
 import psycopg
 from dagster_openai import OpenAIResource, with_usage_metadata
 
-from bioloupe_data.assets._common import OWNERS, partition_days
+from bioloupe_data.assets._common import OWNERS, latest_when_upstream_changes, partition_days
 from bioloupe_data.assets.normalize import TRIALS_KEY
 from bioloupe_data.enrichment.geocode import shared_geocoder
 from bioloupe_data.enrichment.llm import LlmBudget, LlmPrompt, StructuredExtractor
@@ -77,7 +77,7 @@ SPONSOR_PROFILES_KEY = dg.AssetKey(["enriched", "sponsor_profiles"])
 @dg.asset(
     key=DRUGS_KEY,
     deps=[TRIALS_KEY],
-    automation_condition=dg.AutomationCondition.eager(),
+    automation_condition=latest_when_upstream_changes(dg.AssetSelection.assets(TRIALS_KEY)),
     group_name="enriched",
     kinds={"postgres", "python"},
     owners=OWNERS,
@@ -104,7 +104,7 @@ def drugs(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg
 @dg.asset(
     key=SPONSORS_KEY,
     deps=[TRIALS_KEY],
-    automation_condition=dg.AutomationCondition.eager(),
+    automation_condition=latest_when_upstream_changes(dg.AssetSelection.assets(TRIALS_KEY)),
     group_name="enriched",
     kinds={"postgres", "python"},
     owners=OWNERS,

@@ -101,20 +101,35 @@ def land_documents(
                 fresh.append(document)
                 staged_ids.add(document.doc_id)
         if fresh:
-            staging = staging or create_staging(conn, DOCUMENTS)
-            copy_rows(conn, staging, DOCUMENTS.columns, _document_rows(source, fresh))
+            staging = stage_documents(conn, source, fresh, staging)
     counts = UpsertCounts(unchanged=len(skipped_ids - staged_ids))
     if staging is not None:
-        result = merge_versioned(
-            conn,
-            DOCUMENTS,
-            staging,
-            change_columns=DOCUMENT_CHANGE_COLUMNS,
-            allow_same_version=False,
-            earliest_snapshot_of_same_content=True,
-        )
-        counts.add(result.counts)
+        counts.add(merge_documents(conn, staging))
     return received, counts
+
+
+def stage_documents(
+    conn: psycopg.Connection,
+    source: str,
+    documents: Iterable[Document],
+    staging: sql.Identifier | None = None,
+) -> sql.Identifier:
+    """COPY `documents` into `staging` (a new staging table when None) and return it."""
+    staging = staging or create_staging(conn, DOCUMENTS)
+    copy_rows(conn, staging, DOCUMENTS.columns, _document_rows(source, documents))
+    return staging
+
+
+def merge_documents(conn: psycopg.Connection, staging: sql.Identifier) -> UpsertCounts:
+    """Merge a staging table of documents into raw.documents under the version rule."""
+    return merge_versioned(
+        conn,
+        DOCUMENTS,
+        staging,
+        change_columns=DOCUMENT_CHANGE_COLUMNS,
+        allow_same_version=False,
+        earliest_snapshot_of_same_content=True,
+    ).counts
 
 
 def _batches(items: Iterable[Document], size: int) -> Iterator[list[Document]]:
