@@ -1,5 +1,5 @@
-"""Asset checks: blocking data checks on the daily landing assets, and freshness checks on every
-daily asset.
+"""Asset checks: blocking data checks on the daily landing assets, freshness checks on every
+daily asset, and the integrity of the core tables.
 
 The landing checks are partitioned like the assets they check and evaluated over exactly the
 days of the run, so a range run of a year yields one evaluation per check and day. They are
@@ -16,7 +16,11 @@ import dagster as dg
 
 from bioloupe_data.assets.enrichment import SITE_GEOCODES_KEY, TRIAL_FEATURES_KEY
 from bioloupe_data.assets.ingestion import CLINICALTRIALS_LANDING, PUBMED_LANDING, LandingSource
-from bioloupe_data.assets.normalize import PUBLICATIONS_KEY, TRIALS_KEY
+from bioloupe_data.assets.normalize import (
+    PUBLICATIONS_NORMALIZATION,
+    TRIALS_NORMALIZATION,
+    Normalization,
+)
 from bioloupe_data.resources import WarehouseResource
 from bioloupe_data.schedules import CLINICALTRIALS_DEADLINE_HOUR, PUBMED_DEADLINE_HOUR
 from bioloupe_data.warehouse import quality
@@ -33,14 +37,16 @@ LANDING_CHECK_NAMES = (KEYS_CHECK, REQUIRED_FIELDS_CHECK, DEAD_LETTER_CHECK, COM
 # writing results.
 PER_DAY_RESULTS_MAX_DAYS = 31
 FRESHNESS_CHECK = "freshness_check"  # the name Dagster's freshness check builders give
+CHILDREN_CHECK = "child_rows_have_parents"
+INTEGRITY_CHECKED = (TRIALS_NORMALIZATION, PUBLICATIONS_NORMALIZATION)
 
 CLINICALTRIALS_DAILY_KEYS = (
     CLINICALTRIALS_LANDING.key,
-    TRIALS_KEY,
+    TRIALS_NORMALIZATION.key,
     SITE_GEOCODES_KEY,
     TRIAL_FEATURES_KEY,
 )
-PUBMED_DAILY_KEYS = (PUBMED_LANDING.key, PUBLICATIONS_KEY)
+PUBMED_DAILY_KEYS = (PUBMED_LANDING.key, PUBLICATIONS_NORMALIZATION.key)
 
 
 def _verdict(verdicts: DayVerdicts, check_name: str) -> Verdict:
@@ -220,3 +226,57 @@ def freshness_check_keys() -> list[dg.AssetCheckKey]:
         dg.AssetCheckKey(key, FRESHNESS_CHECK)
         for key in (*CLINICALTRIALS_DAILY_KEYS, *PUBMED_DAILY_KEYS)
     ]
+
+
+def integrity_check_keys() -> list[dg.AssetCheckKey]:
+    return [dg.AssetCheckKey(n.key, CHILDREN_CHECK) for n in INTEGRITY_CHECKED]
+
+
+def build_integrity_checks() -> dg.AssetChecksDefinition:
+    """Every child row of `core.trials` and `core.publications` has its parent: the check a
+    foreign key would make on every insert, made once over the whole tables instead (see
+    migration 009). Not part of the source jobs (it reads every child table); it has a job and
+    schedule of its own."""
+
+    def description(normalization: Normalization) -> str:
+        spec = normalization.spec
+        return (
+            f"Every row of {', '.join(t.qualified_name for t in spec.children.values())} "
+            f"belongs to a row of {spec.parent.qualified_name} ({spec.parent_key})."
+        )
+
+    @dg.multi_asset_check(
+        specs=[
+            dg.AssetCheckSpec(CHILDREN_CHECK, asset=n.key, description=description(n))
+            for n in INTEGRITY_CHECKED
+        ],
+        name="core_integrity_checks",
+        description="Child rows of the core tables without their parent.",
+        can_subset=True,
+    )
+    def _checks(
+        context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+    ) -> Iterator[dg.AssetCheckResult]:
+        selected = context.selected_asset_check_keys
+        with warehouse.connection() as conn:
+            for normalization in INTEGRITY_CHECKED:
+                if dg.AssetCheckKey(normalization.key, CHILDREN_CHECK) not in selected:
+                    continue
+                spec = normalization.spec
+                orphans = quality.orphan_counts(conn, spec.parent, spec.children, spec.parent_key)
+                found = {name: n for name, n in orphans.items() if n}
+                yield dg.AssetCheckResult(
+                    asset_key=normalization.key,
+                    check_name=CHILDREN_CHECK,
+                    passed=not found,
+                    severity=dg.AssetCheckSeverity.ERROR,
+                    metadata={"orphans": sum(orphans.values()), **orphans},
+                    description=(
+                        "Child rows without their parent: "
+                        + ", ".join(f"{name} {n}" for name, n in found.items())
+                        if found
+                        else None
+                    ),
+                )
+
+    return _checks

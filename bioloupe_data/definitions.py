@@ -17,7 +17,12 @@ from bioloupe_data.assets.normalize import (
     build_normalization_asset,
 )
 from bioloupe_data.assets.sources import CLINICALTRIALS_API, PUBMED_API
-from bioloupe_data.checks import build_freshness_checks, build_landing_checks
+from bioloupe_data.checks import (
+    build_freshness_checks,
+    build_integrity_checks,
+    build_landing_checks,
+    integrity_check_keys,
+)
 from bioloupe_data.partitions import daily_partitions, landscape_partitions
 from bioloupe_data.resources import (
     ClinicalTrialsResource,
@@ -33,6 +38,8 @@ from bioloupe_data.schedules import (
     clinicaltrials_schedule,
     freshness_checks_job,
     freshness_checks_schedule,
+    integrity_checks_job,
+    integrity_checks_schedule,
     landing_checks_job,
     landing_checks_schedule,
     pubmed_job,
@@ -98,10 +105,15 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         build_landing_asset(PUBMED_LANDING, daily),
         build_normalization_asset(PUBLICATIONS_NORMALIZATION, daily),
     ]
-    jobs = [clinicaltrials_job(), pubmed_job()]
+    jobs = [clinicaltrials_job(without=integrity_check_keys()), pubmed_job(integrity_check_keys())]
     landing_checks = build_landing_checks(daily)
     freshness_checks = build_freshness_checks()
-    check_jobs = [landing_checks_job(landing_checks), freshness_checks_job(freshness_checks)]
+    integrity_checks = build_integrity_checks()
+    check_jobs = [
+        landing_checks_job(landing_checks),
+        freshness_checks_job(freshness_checks),
+        integrity_checks_job(integrity_checks),
+    ]
     catch_up = build_catch_up_sensor(
         [
             CatchUpTarget(jobs[0], _keys(trials_daily), CLINICALTRIALS_SCHEDULE_HOUR),
@@ -131,13 +143,14 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             analytics_automation_sensor,
             catch_up,
         ],
-        asset_checks=[*landing_checks, *freshness_checks],
+        asset_checks=[*landing_checks, *freshness_checks, integrity_checks],
         jobs=[*jobs, *check_jobs],
         schedules=[
             clinicaltrials_schedule(jobs[0]),
             pubmed_schedule(jobs[1]),
             landing_checks_schedule(check_jobs[0], daily),
             freshness_checks_schedule(check_jobs[1]),
+            integrity_checks_schedule(check_jobs[2]),
         ],
         resources=build_resources(),
         # Every run executes its steps in the run's own process. The steps of these jobs wait on

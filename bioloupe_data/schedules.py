@@ -26,43 +26,56 @@ PUBMED_DEADLINE_HOUR = PUBMED_SCHEDULE_HOUR + FRESHNESS_GRACE_HOURS
 
 LANDING_CHECKS_JOB_NAME = "landing_checks"
 FRESHNESS_CHECKS_JOB_NAME = "freshness_checks"
+INTEGRITY_CHECKS_JOB_NAME = "integrity_checks"
 # The landing checks job re-checks this many days, up to yesterday, once both sources are due.
 LANDING_CHECKS_LOOKBACK_DAYS = 7
 
 
 def source_job(
-    name: str, landing_key: dg.AssetKey, description: str, *also: dg.AssetKey
+    name: str,
+    landing_key: dg.AssetKey,
+    description: str,
+    *also: dg.AssetKey,
+    without: Sequence[dg.AssetCheckKey] = (),
 ) -> dg.UnresolvedAssetJobDefinition:
     """A source's landing asset, what normalizes it and the daily assets derived from it, in
     one run per range of days.
 
     The selection brings the checks of these assets: the landing asset's blocking checks run
     right after it lands, and a range that fails them is not normalized; the freshness checks
-    run after the last asset, so a late run clears an overdue result at once."""
+    run after the last asset, so a late run clears an overdue result at once. The checks in
+    `without` (whole-table checks with a job of their own) are left out."""
     return dg.define_asset_job(
         name=name,
         selection=(
             dg.AssetSelection.assets(landing_key)
             | dg.AssetSelection.assets(landing_key).downstream(depth=1)
             | dg.AssetSelection.assets(*also)
-        ),
+        )
+        - dg.AssetSelection.checks(*without),
         description=description,
     )
 
 
-def clinicaltrials_job() -> dg.UnresolvedAssetJobDefinition:
+def clinicaltrials_job(
+    without: Sequence[dg.AssetCheckKey] = (),
+) -> dg.UnresolvedAssetJobDefinition:
     return source_job(
         CLINICALTRIALS_JOB_NAME,
         CLINICALTRIALS_LANDING_KEY,
         "Land ClinicalTrials.gov days, normalize them, geocode their sites, extract features.",
         SITE_GEOCODES_KEY,
         TRIAL_FEATURES_KEY,
+        without=without,
     )
 
 
-def pubmed_job() -> dg.UnresolvedAssetJobDefinition:
+def pubmed_job(without: Sequence[dg.AssetCheckKey] = ()) -> dg.UnresolvedAssetJobDefinition:
     return source_job(
-        PUBMED_JOB_NAME, PUBMED_LANDING_KEY, "Land PubMed days and normalize them into `core`."
+        PUBMED_JOB_NAME,
+        PUBMED_LANDING_KEY,
+        "Land PubMed days and normalize them into `core`.",
+        without=without,
     )
 
 
@@ -154,6 +167,25 @@ def freshness_checks_schedule(job: dg.UnresolvedAssetJobDefinition) -> dg.Schedu
         name=f"{job.name}_schedule",
         job=job,
         cron_schedule=f"5 {','.join(map(str, hours))} * * *",
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+    )
+
+
+def integrity_checks_job(check: dg.AssetChecksDefinition) -> dg.UnresolvedAssetJobDefinition:
+    return dg.define_asset_job(
+        name=INTEGRITY_CHECKS_JOB_NAME,
+        selection=dg.AssetSelection.checks(check),
+        description="Whole-table integrity of the core tables: child rows without their parent.",
+    )
+
+
+def integrity_checks_schedule(job: dg.UnresolvedAssetJobDefinition) -> dg.ScheduleDefinition:
+    """Once a day, after both sources' daily runs are due."""
+    return dg.ScheduleDefinition(
+        name=f"{job.name}_schedule",
+        job=job,
+        cron_schedule=f"45 {max(CLINICALTRIALS_DEADLINE_HOUR, PUBMED_DEADLINE_HOUR)} * * *",
         execution_timezone="UTC",
         default_status=dg.DefaultScheduleStatus.RUNNING,
     )

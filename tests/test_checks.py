@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import psycopg
 import pytest
 
 from bioloupe_data.assets.ingestion import CLINICALTRIALS_LANDING_KEY, PUBMED_LANDING_KEY
@@ -26,6 +27,7 @@ from bioloupe_data.checks import (
     build_freshness_checks,
     build_landing_checks,
     freshness_check_keys,
+    integrity_check_keys,
 )
 from bioloupe_data.definitions import build_definitions
 from bioloupe_data.partitions import RANGE_END_TAG, RANGE_START_TAG
@@ -33,6 +35,7 @@ from bioloupe_data.replay.server import ReplayServer
 from bioloupe_data.schedules import (
     CLINICALTRIALS_JOB_NAME,
     FRESHNESS_CHECKS_JOB_NAME,
+    INTEGRITY_CHECKS_JOB_NAME,
     LANDING_CHECKS_JOB_NAME,
     LANDING_CHECKS_LOOKBACK_DAYS,
     PUBMED_JOB_NAME,
@@ -487,3 +490,39 @@ def test_a_long_range_records_only_its_failing_days_and_still_blocks(
     }
     assert "STEP_START" not in _step_events(bad, TRIALS_STEP)
     assert count(database_url, "core.trials", "nct_id = 'NCT99999902'") == 0
+
+
+def test_the_integrity_job_finds_child_rows_without_their_trial(
+    served: tuple[ReplayServer, Path], database_url: str, instance: dg.DagsterInstance
+) -> None:
+    definitions = build_definitions(Settings.from_env())
+    source = definitions.resolve_job_def(CLINICALTRIALS_JOB_NAME)
+    assert not set(integrity_check_keys()) & set(source.asset_layer.asset_graph.asset_check_keys)
+    assert _run(definitions, instance, CLINICALTRIALS_JOB_NAME, RANGE_TAGS).success
+
+    def children_check() -> dg.AssetCheckEvaluation:
+        result = _run(definitions, instance, INTEGRITY_CHECKS_JOB_NAME, {})
+        assert result.success
+        (evaluation,) = [
+            e for e in result.get_asset_check_evaluations() if e.asset_key == TRIALS_KEY
+        ]
+        return evaluation
+
+    clean = children_check()
+    assert clean.passed and clean.metadata["orphans"].value == 0
+    sites = count(database_url, "core.trial_sites")
+    assert sites > 0
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO core.trial_sites (nct_id, ordinal) VALUES ('NCT99999999', 1)")
+    broken = children_check()
+    assert not broken.passed
+    assert broken.metadata["trial_sites"].value == 1
+    assert "trial_sites 1" in (broken.description or "")
+
+    # Deleting trials deletes their children, once per statement.
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM core.trial_sites WHERE nct_id = 'NCT99999999'")
+        conn.execute("DELETE FROM core.trials")
+    assert count(database_url, "core.trial_sites") == 0
+    assert children_check().passed

@@ -1012,7 +1012,12 @@ def test_ddl_column_order_matches_the_parser(warehouse: psycopg.Connection) -> N
         "SELECT conrelid::regclass::text, confrelid::regclass::text FROM pg_constraint"
         " WHERE contype = 'f' AND conrelid::regclass::text LIKE 'core.publication_%'"
     ).fetchall()
-    assert sorted(references) == sorted((f"core.{t}", "core.publications") for t in CHILD_TABLES)
+    assert references == []  # children follow their parent by trigger (migration 009)
+    triggers = warehouse.execute(
+        "SELECT tgname FROM pg_trigger WHERE tgrelid = 'core.publications'::regclass"
+        " AND NOT tgisinternal"
+    ).fetchall()
+    assert triggers == [("publications_delete_children",)]
     commented = warehouse.execute(
         "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
         " WHERE n.nspname = 'core' AND c.relkind = 'r' AND c.relname LIKE 'publication%'"

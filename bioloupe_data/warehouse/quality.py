@@ -16,6 +16,7 @@ from psycopg import sql
 
 from bioloupe_data.sources.clinicaltrials import SOURCE as CLINICALTRIALS_SOURCE
 from bioloupe_data.sources.pubmed import SOURCE as PUBMED_SOURCE
+from bioloupe_data.warehouse.upsert import Table
 
 SAMPLE_SIZE = 10
 DEFAULT_MAX_DEAD_LETTER_RATE = 0.05
@@ -465,3 +466,29 @@ def judge_completeness(fetch: Fetch | None) -> Verdict:
         + ("missing." if accounted < fetch.source_total else "too many."),
         metadata,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Integrity of the core tables
+
+
+def orphan_counts(
+    conn: psycopg.Connection, parent: Table, children: Mapping[str, Table], key: str
+) -> dict[str, int]:
+    """Rows of each child table whose parent row (`key` in `parent`) is missing: the core child
+    tables carry no foreign keys (migration 009), so this is what verifies them."""
+    if not children:
+        return {}
+    counts = sql.SQL(" UNION ALL ").join(
+        sql.SQL(
+            "SELECT {name}, count(*) FROM {child} AS c "
+            "WHERE NOT EXISTS (SELECT 1 FROM {parent} AS p WHERE p.{key} = c.{key})"
+        ).format(
+            name=sql.Literal(name),
+            child=child.ident,
+            parent=parent.ident,
+            key=sql.Identifier(key),
+        )
+        for name, child in children.items()
+    )
+    return {name: int(n) for name, n in conn.execute(counts).fetchall()}
