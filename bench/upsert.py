@@ -759,6 +759,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         parser.error(f"unknown contenders: {', '.join(sorted(unknown))}")
 
     console = Console(width=150)
+    compression = _same_compression_for_all(args.admin_url)
     load_before = os.getloadavg()
     dataset = make_rows(args.rows, args.seed)
     contenders = build_contenders(names, args.loop_rows)
@@ -776,6 +777,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "seed": args.seed,
         "columns": COLUMN_TYPES,
         "server_version": server[0] if server else None,
+        "toast_compression": compression,
         "environment": environment(),
         "contenders": descriptions,
         "notes": NOTES,
@@ -792,6 +794,21 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             console.print(f"[red]{problem}[/red]")
         raise SystemExit(1)
     return report
+
+
+def _same_compression_for_all(admin_url: str) -> str:
+    """The project's connections compress large values with lz4 (`warehouse.database`); every
+    contender's connections do the same here (libpq reads PGOPTIONS), so that none wins or
+    loses by its compression."""
+    try:
+        with psycopg.connect(admin_url) as conn:
+            conn.execute("SET default_toast_compression = lz4")
+    except psycopg.errors.InvalidParameterValue:
+        return "pglz"
+    os.environ["PGOPTIONS"] = (
+        os.environ.get("PGOPTIONS", "") + " -c default_toast_compression=lz4"
+    ).strip()
+    return "lz4"
 
 
 if __name__ == "__main__":

@@ -83,9 +83,16 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 
 def cmd_replay_server(args: argparse.Namespace) -> int:
+    from bioloupe_data.replay.faults import FaultSpecError, parse_faults
     from bioloupe_data.replay.server import run_forever
 
-    run_forever(Path(args.data), args.host, args.port)
+    if args.faults:
+        try:
+            parse_faults(args.faults)
+        except FaultSpecError as exc:
+            print(f"--faults: {exc}", file=sys.stderr)
+            return 2
+    run_forever(Path(args.data), args.host, args.port, args.faults or None)
     return 0
 
 
@@ -143,6 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--data", required=True)
     replay.add_argument("--host", default="127.0.0.1")
     replay.add_argument("--port", type=int, default=8765)
+    replay.add_argument(
+        "--faults",
+        default=None,
+        help="inject faults into data requests, e.g. '429=2:0.1,reset:#3,slow=5:0.05,seed=1' "
+        "(kinds 429, 500, 502, 503, reset, slow, truncate, expired_token; WHEN a probability, "
+        "#N, #N-M or *)",
+    )
     replay.set_defaults(func=cmd_replay_server)
 
     synth = commands.add_parser("synth", help="write synthetic studies and PubMed articles")

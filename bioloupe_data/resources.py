@@ -13,10 +13,10 @@ import psycopg
 from pydantic import PrivateAttr
 
 from bioloupe_data.sources.clinicaltrials import ClinicalTrialsClient
-from bioloupe_data.sources.clinicaltrials.client import PUBLIC_BASE_URL
+from bioloupe_data.sources.clinicaltrials.client import MAX_PAGE_SIZE, PUBLIC_BASE_URL
 from bioloupe_data.sources.http import HttpClient, RetryEvent
+from bioloupe_data.sources.pubmed.client import FETCH_BATCH, PubmedClient
 from bioloupe_data.sources.pubmed.client import PUBLIC_BASE_URL as PUBMED_PUBLIC_BASE_URL
-from bioloupe_data.sources.pubmed.client import PubmedClient
 from bioloupe_data.warehouse.database import connect, default_data_dir, resolve_warehouse_url
 from bioloupe_data.warehouse.frames import SliceFilter, read_frame, write_frame
 from bioloupe_data.warehouse.migrate import migrate
@@ -65,14 +65,19 @@ class ClinicalTrialsResource(dg.ConfigurableResource):
     scope: str = ""
     timeout_seconds: float = 60.0
     max_attempts: int = 6
+    # The first wait between attempts of a request; it doubles with each attempt (jittered).
+    backoff_seconds: float = 1.0
+    page_size: int = MAX_PAGE_SIZE
 
     @contextmanager
     def client(self, log: dg.DagsterLogManager | None = None) -> Iterator[ClinicalTrialsClient]:
         client = ClinicalTrialsClient.create(
             self.base_url or PUBLIC_BASE_URL,
             self.scope or None,
+            page_size=self.page_size,
             timeout_seconds=self.timeout_seconds,
             max_attempts=self.max_attempts,
+            backoff_initial=self.backoff_seconds,
         )
         _log_retries(client.http, log)
         try:
@@ -90,6 +95,9 @@ class PubmedResource(dg.ConfigurableResource):
     email: str = ""
     timeout_seconds: float = 120.0
     max_attempts: int = 6
+    backoff_seconds: float = 1.0
+    # Articles per efetch request.
+    fetch_batch: int = FETCH_BATCH
 
     @contextmanager
     def client(self, log: dg.DagsterLogManager | None = None) -> Iterator[PubmedClient]:
@@ -98,8 +106,10 @@ class PubmedResource(dg.ConfigurableResource):
             self.query or None,
             email=self.email or None,
             api_key=self.api_key or None,
+            fetch_batch=self.fetch_batch,
             timeout_seconds=self.timeout_seconds,
             max_attempts=self.max_attempts,
+            backoff_initial=self.backoff_seconds,
         )
         _log_retries(client.http, log)
         try:

@@ -397,6 +397,7 @@ def test_requests_are_counted_per_path() -> None:
             "requests": 5,
             "by_path": {"/api/v2/studies": 3, "/api/v2/version": 1, "/nowhere": 1},
             "studies": len(server.store),
+            "faults": {},
         }
 
 
@@ -421,9 +422,51 @@ def test_reload_picks_up_a_new_file(tmp_path: Path) -> None:
         assert ids == {path.stem for path in originals[:5]}
 
 
-def test_faults_are_not_supported_yet() -> None:
-    with pytest.raises(NotImplementedError):
-        ReplayServer(CTGOV, faults="429:0.1")
+def _first_page(http: httpx.Client, **extra: str) -> httpx.Response:
+    return http.get(STUDIES, params={"pageSize": "2", "filter.advanced": FULL_RANGE, **extra})
+
+
+def test_faults_hit_the_data_requests_the_spec_names(tmp_path: Path) -> None:
+    spec = "429=2:#1,503:#2,truncate:#3,expired_token:#4-5,reset:#6"
+    with ReplayServer(CTGOV, faults=spec) as server, httpx.Client(base_url=server.url) as http:
+        throttled = _first_page(http)
+        assert throttled.status_code == 429
+        assert throttled.headers["Retry-After"] == "2"
+        assert http.get("/api/v2/version").status_code == 200  # not a data request
+        assert _first_page(http).status_code == 503
+        truncated = _first_page(http)
+        assert truncated.status_code == 200
+        with pytest.raises(orjson.JSONDecodeError):
+            orjson.loads(truncated.content)
+        whole = _first_page(http)  # #4: no page token, so an expired token cannot hit it
+        token = whole.json()["nextPageToken"]
+        expired = _first_page(http, pageToken=token)  # #5
+        assert expired.status_code == 400
+        assert "pageToken" in expired.json()["error"]
+        with pytest.raises(httpx.TransportError):  # #6: the connection is dropped
+            _first_page(http)
+        assert _first_page(http).status_code == 200
+        stats = http.get("/__replay/stats").json()
+    assert stats["faults"] == {"429": 1, "503": 1, "expired_token": 1, "reset": 1, "truncate": 1}
+
+
+def test_probabilistic_faults_repeat_with_the_same_seed() -> None:
+    def statuses(spec: str) -> list[int]:
+        with ReplayServer(CTGOV, faults=spec) as server, httpx.Client(base_url=server.url) as h:
+            return [_first_page(h).status_code for _ in range(40)]
+
+    first = statuses("500:0.3,seed=11")
+    assert first == statuses("500:0.3,seed=11")
+    assert first != statuses("500:0.3,seed=12")
+    assert 0 < first.count(500) < 40
+
+
+def test_a_slow_fault_holds_the_response_back() -> None:
+    with ReplayServer(CTGOV, faults="slow=1.5:#1") as server:
+        with pytest.raises(httpx.ReadTimeout), httpx.Client(base_url=server.url) as http:
+            http.get(STUDIES, params={"pageSize": "1"}, timeout=0.5)
+        with httpx.Client(base_url=server.url, timeout=5) as http:
+            assert _first_page(http).status_code == 200
 
 
 # Store ---------------------------------------------------------------------------------------

@@ -9,8 +9,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-# Columns that record when a row was written, not what it says.
-WRITE_TIME_COLUMNS = ("landed_at", "normalized_at")
+from bioloupe_data.warehouse.digest import table_digest
+from bioloupe_data.warehouse.digest import warehouse_digest as digest_of_warehouse
 
 
 def count(url: str, table: str, where: str = "TRUE") -> int:
@@ -25,41 +25,15 @@ def count(url: str, table: str, where: str = "TRUE") -> int:
     return int(row[0])
 
 
-def core_tables(url: str) -> list[str]:
-    with psycopg.connect(url) as conn:
-        rows = conn.execute(
-            "SELECT table_schema || '.' || table_name FROM information_schema.tables "
-            "WHERE table_schema = 'core' ORDER BY 1"
-        ).fetchall()
-    return [r[0] for r in rows]
-
-
 def digest(url: str, table: str) -> str:
-    """An md5 over every row of `table` (write-time columns left out), in key order."""
-    schema, name = table.split(".")
+    """The project's digest of `table` (write-time columns left out)."""
     with psycopg.connect(url) as conn:
-        columns = [
-            r[0]
-            for r in conn.execute(
-                "SELECT column_name FROM information_schema.columns "
-                "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
-                (schema, name),
-            ).fetchall()
-            if r[0] not in WRITE_TIME_COLUMNS
-        ]
-        listed = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
-        row = conn.execute(
-            sql.SQL(
-                "SELECT count(*), md5(coalesce(string_agg(r::text, E'\\n' ORDER BY r::text), '')) "
-                "FROM (SELECT {} FROM {}) AS r"
-            ).format(listed, sql.Identifier(schema, name))
-        ).fetchone()
-    assert row is not None
-    return f"{row[0]}:{row[1]}"
+        return table_digest(conn, table)
 
 
 def warehouse_digest(url: str) -> dict[str, str]:
-    return {table: digest(url, table) for table in ["raw.documents", *core_tables(url)]}
+    with psycopg.connect(url) as conn:
+        return digest_of_warehouse(conn)
 
 
 def write_counters(url: str) -> dict[str, tuple[int, int, int]]:

@@ -75,8 +75,13 @@ def _day_metadata(day: LandedDay) -> dict[str, Any]:
 
 
 def build_landing_asset(
-    source: LandingSource, partitions_def: dg.PartitionsDefinition
+    source: LandingSource,
+    partitions_def: dg.PartitionsDefinition,
+    retry_policy: dg.RetryPolicy | None = SOURCE_RETRY_POLICY,
 ) -> dg.AssetsDefinition:
+    """The landing asset of `source`; `retry_policy` is the step-level retry on top of the HTTP
+    client's own retries of single requests."""
+
     @dg.asset(
         key=source.key,
         deps=[source.api],
@@ -86,7 +91,7 @@ def build_landing_asset(
         kinds={"postgres", "python"},
         owners=OWNERS,
         pool=source.name,
-        retry_policy=SOURCE_RETRY_POLICY,
+        retry_policy=retry_policy,
         code_version="1",
         description=source.description,
         required_resource_keys={"warehouse", source.resource_key},

@@ -29,8 +29,9 @@ Endpoints:
 
 - ``GET /api/v2/version`` returns the API version and the newest ``versionHolder`` as the data
   timestamp.
-- ``GET /__replay/stats`` returns request counts; it is itself not counted, so reading the
-  statistics never changes them. Every other request, including 404s, is counted.
+- ``GET /__replay/stats`` returns request counts (and the faults injected); it is itself not
+  counted, so reading the statistics never changes them. Every other request, including 404s,
+  is counted.
 - ``POST /__replay/reload`` rescans the folder (studies and PubMed articles) and returns the new
   study count.
 - ``GET`` or ``POST`` ``/entrez/eutils/esearch.fcgi`` and ``/entrez/eutils/efetch.fcgi`` serve
@@ -38,6 +39,10 @@ Endpoints:
   errors are XML, as on NCBI.
 
 Errors have a JSON body ``{"error": ..., "status": ...}``. Requests are not logged one by one.
+
+With a fault spec (``--faults``, see ``faults``), data requests (studies and E-utilities) get
+429s with ``Retry-After``, 5xx, dropped connections, slow or truncated responses and expired
+page tokens on demand.
 """
 
 from __future__ import annotations
@@ -47,8 +52,10 @@ import binascii
 import contextlib
 import hashlib
 import re
+import socket
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -63,6 +70,7 @@ from urllib.parse import parse_qsl, urlsplit
 import orjson
 
 from bioloupe_data.replay.eutils import EUTILS_PATHS, ArticleStore, EutilsService
+from bioloupe_data.replay.faults import Fault, FaultPlan
 from bioloupe_data.replay.store import DateRange, StoredStudy, StudyOrder, StudyQuery, StudyStore
 
 API_VERSION = "2.0.5"
@@ -276,11 +284,13 @@ class _ReplayHTTPServer(ThreadingHTTPServer):
         store: StudyStore,
         counter: RequestCounter,
         eutils: EutilsService,
+        faults: FaultPlan | None = None,
     ) -> None:
         super().__init__(address, _ReplayRequestHandler)
         self.store = store
         self.counter = counter
         self.eutils = eutils
+        self.faults = faults
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that hangs up mid-response is routine (timeouts, cancelled runs), not an error.
@@ -299,11 +309,16 @@ class _ReplayRequestHandler(BaseHTTPRequestHandler):
         STATS_PATH: "_get_stats",
     }
 
+    _truncate = False
+
     def do_GET(self) -> None:
+        self._truncate = False  # a connection serves many requests; a fault hits one
         path, parameters = self._split_target()
         route = self._GET_ROUTES.get(path)
         if path != STATS_PATH:
             self.server.counter.count(path)
+        if self._injected_fault(path, parameters):
+            return
         if path in EUTILS_PATHS:
             self._serve_eutils(path, parameters)
             return
@@ -316,12 +331,15 @@ class _ReplayRequestHandler(BaseHTTPRequestHandler):
             self._send_error(HTTPStatus.BAD_REQUEST, str(error))
 
     def do_POST(self) -> None:
+        self._truncate = False
         path, parameters = self._split_target()
         self.server.counter.count(path)
         body = self._read_request_body()
         if path in EUTILS_PATHS:
             # E-utilities take their parameters as a form body too; the body wins on a clash.
             form = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+            if self._injected_fault(path, parameters):
+                return
             self._serve_eutils(path, {**parameters, **dict(form)})
             return
         if path != RELOAD_PATH:
@@ -329,6 +347,37 @@ class _ReplayRequestHandler(BaseHTTPRequestHandler):
             return
         self.server.eutils.store.reload()
         self._send_json({"studies": self.server.store.reload()})
+
+    def _injected_fault(self, path: str, parameters: Mapping[str, str]) -> bool:
+        """Apply the fault plan to a data request; True when the fault replaced the response."""
+        plan = self.server.faults
+        if plan is None or (path != STUDIES_PATH and path not in EUTILS_PATHS):
+            return False
+        fault = plan.next_fault(has_page_token=bool(parameters.get("pageToken")))
+        if fault is None:
+            return False
+        return self._inject(fault)
+
+    def _inject(self, fault: Fault) -> bool:
+        if fault.kind == "reset":
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return True
+        if fault.kind == "slow":
+            time.sleep(fault.argument or 0.0)
+            return False
+        if fault.kind == "truncate":
+            self._truncate = True
+            return False
+        if fault.kind == "expired_token":
+            self._send_error(HTTPStatus.BAD_REQUEST, "pageToken expired or unknown")
+            return True
+        status = HTTPStatus(fault.status or HTTPStatus.INTERNAL_SERVER_ERROR)
+        body = orjson.dumps({"error": f"injected fault: {status.phrase}", "status": status.value})
+        headers = {"Retry-After": f"{fault.argument:g}"} if fault.argument is not None else {}
+        self._send_body(status, body, headers=headers)
+        return True
 
     def _get_studies(self, parameters: dict[str, str]) -> None:
         request = parse_page_request(parameters)
@@ -352,6 +401,7 @@ class _ReplayRequestHandler(BaseHTTPRequestHandler):
                 "requests": counter.total,
                 "by_path": counter.by_path(),
                 "studies": len(self.server.store),
+                "faults": self.server.faults.injected if self.server.faults else {},
             }
         )
 
@@ -371,12 +421,20 @@ class _ReplayRequestHandler(BaseHTTPRequestHandler):
         self._send_body(status, orjson.dumps(payload))
 
     def _send_body(
-        self, status: HTTPStatus, body: bytes, content_type: str = "application/json"
+        self,
+        status: HTTPStatus,
+        body: bytes,
+        content_type: str = "application/json",
+        headers: Mapping[str, str] | None = None,
     ) -> None:
-        # Every response leaves through here: the place where fault injection will hook in.
+        # Every response leaves through here, so a truncating fault cuts any of them.
+        if self._truncate:
+            body = body[: len(body) // 2]
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
 
@@ -387,8 +445,8 @@ class _ReplayRequestHandler(BaseHTTPRequestHandler):
 class ReplayServer:
     """The replay server on a background daemon thread.
 
-    ``faults`` is reserved for fault injection (429, 5xx, resets, slow and truncated
-    responses), which is not implemented yet: passing anything but None raises.
+    ``faults`` is a fault spec (see ``bioloupe_data.replay.faults``); an invalid one raises
+    ``FaultSpecError``.
     """
 
     def __init__(
@@ -398,14 +456,15 @@ class ReplayServer:
         port: int = 0,
         faults: str | None = None,
     ) -> None:
-        if faults is not None:
-            raise NotImplementedError("fault injection is not supported by the replay server yet")
+        self.faults = FaultPlan(faults) if faults else None
         self.data_dir = Path(data_dir)
         self.store = StudyStore.from_folder(self.data_dir)
         self.articles = ArticleStore.from_folder(self.data_dir)
         self.eutils = EutilsService(self.articles)
         self._counter = RequestCounter()
-        self._httpd = _ReplayHTTPServer((host, port), self.store, self._counter, self.eutils)
+        self._httpd = _ReplayHTTPServer(
+            (host, port), self.store, self._counter, self.eutils, self.faults
+        )
         self._thread: threading.Thread | None = None
 
     @property
@@ -465,14 +524,17 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def run_forever(data_dir: Path, host: str = "127.0.0.1", port: int = 8765) -> None:
+def run_forever(
+    data_dir: Path, host: str = "127.0.0.1", port: int = 8765, faults: str | None = None
+) -> None:
     """Command-line entry: serve until Ctrl-C, then print the requests served per path."""
-    server = ReplayServer(data_dir, host=host, port=port)
+    server = ReplayServer(data_dir, host=host, port=port, faults=faults)
     store, articles = server.store, server.articles
     print(
         f"replay server: {len(store)} studies and {len(articles)} PubMed articles from "
         f"{data_dir} at {server.url} ({store.skipped_files} JSON and "
-        f"{articles.skipped_files} other files skipped)",
+        f"{articles.skipped_files} other files skipped)"
+        + (f", injecting faults {faults!r}" if faults else ""),
         flush=True,
     )
     with contextlib.suppress(KeyboardInterrupt):
@@ -480,3 +542,6 @@ def run_forever(data_dir: Path, host: str = "127.0.0.1", port: int = 8765) -> No
     print(f"replay server: served {server.request_count} requests")
     for path, count in server.requests_by_path().items():
         print(f"  {count:>8}  {path}")
+    if server.faults is not None:
+        for kind, count in server.faults.injected.items():
+            print(f"  {count:>8}  fault {kind}")

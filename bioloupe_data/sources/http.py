@@ -26,6 +26,14 @@ class SourceError(RuntimeError):
     """A request that failed for good: names the source, the request and the cause."""
 
 
+class HTTPStatusError(SourceError):
+    """The source answered a request with a status that retrying the same request cannot fix."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class TransientHTTPError(RuntimeError):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
@@ -154,8 +162,24 @@ class HttpClient:
 
         return self._request(url, params, decode)
 
-    def get_bytes(self, path: str, params: Mapping[str, Any] | None = None) -> bytes:
-        return self._request(f"{self.base_url}{path}", params, lambda body: body)
+    def get_bytes(
+        self,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        check: Callable[[bytes], None] | None = None,
+    ) -> bytes:
+        """The body of a GET; `check` raises ValueError for a body that arrived incomplete
+        (cut short by the network or a proxy), which is retried like a transport fault."""
+
+        def checked(body: bytes) -> bytes:
+            if check is not None:
+                try:
+                    check(body)
+                except ValueError as exc:
+                    raise TransientHTTPError(f"incomplete body ({len(body)} bytes): {exc}") from exc
+            return body
+
+        return self._request(f"{self.base_url}{path}", params, checked)
 
     def _request(
         self, url: str, params: Mapping[str, Any] | None, decode: Callable[[bytes], Any]
@@ -183,8 +207,9 @@ class HttpClient:
                 raise TransientHTTPError(f"HTTP {response.status_code}", retry_after)
             if response.status_code >= 400:
                 detail = redact_text(body[:300].decode("utf-8", "replace"), params)
-                raise SourceError(
-                    f"{self.source}: HTTP {response.status_code} for {shown}: {detail}"
+                raise HTTPStatusError(
+                    f"{self.source}: HTTP {response.status_code} for {shown}: {detail}",
+                    response.status_code,
                 )
             return decode(body)
 
@@ -216,7 +241,10 @@ class HttpClient:
     def _record_retry(self, state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0.0
-        event = RetryEvent(state.attempt_number, wait, str(exc))
+        self.record_retry(RetryEvent(state.attempt_number, wait, str(exc)))
+
+    def record_retry(self, event: RetryEvent) -> None:
+        """Count a retry (also one a source client makes above single requests) and report it."""
         self.retries.append(event)
         if self.on_retry:
             self.on_retry(event)

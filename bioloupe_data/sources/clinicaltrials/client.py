@@ -8,13 +8,21 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from bioloupe_data.sources.http import HttpClient, HttpSettings, SourceError
+from bioloupe_data.sources.http import (
+    HttpClient,
+    HttpSettings,
+    HTTPStatusError,
+    RetryEvent,
+    SourceError,
+)
 
 PUBLIC_BASE_URL = "https://clinicaltrials.gov"
 # The public API allows about 50 requests a minute per client.
 PUBLIC_REQUESTS_PER_SECOND = 50 / 60
 MAX_PAGE_SIZE = 1000
 SOURCE = "clinicaltrials_gov"
+# A page token the API no longer accepts (HTTP 400) restarts the query this many times at most.
+MAX_QUERY_RESTARTS = 3
 
 # Oncology by condition: what the registry's own condition search expands (synonyms included).
 ONCOLOGY_CONDITION_QUERY = (
@@ -42,18 +50,26 @@ class StudyPage:
 
 
 class ClinicalTrialsClient:
-    def __init__(self, http: HttpClient, scope: str | None = None) -> None:
+    def __init__(
+        self, http: HttpClient, scope: str | None = None, page_size: int = MAX_PAGE_SIZE
+    ) -> None:
         self.http = http
         self.query = condition_query(scope)
+        self.page_size = page_size
 
     @classmethod
     def create(
-        cls, base_url: str | None = None, scope: str | None = None, **settings: Any
+        cls,
+        base_url: str | None = None,
+        scope: str | None = None,
+        page_size: int = MAX_PAGE_SIZE,
+        **settings: Any,
     ) -> ClinicalTrialsClient:
         http_settings = HttpSettings(
             **{"requests_per_second": PUBLIC_REQUESTS_PER_SECOND, **settings}
         )
-        return cls(HttpClient(SOURCE, base_url or PUBLIC_BASE_URL, http_settings), scope)
+        http = HttpClient(SOURCE, base_url or PUBLIC_BASE_URL, http_settings)
+        return cls(http, scope, page_size)
 
     def close(self) -> None:
         self.http.close()
@@ -73,25 +89,83 @@ class ClinicalTrialsClient:
         return params
 
     def iter_pages(
-        self, start: date, end: date, page_size: int = MAX_PAGE_SIZE
+        self, start: date, end: date, page_size: int | None = None
     ) -> Iterator[StudyPage]:
-        """Every study whose last update was posted between `start` and `end` (inclusive)."""
-        params = self.range_params(start, end, page_size)
+        """Every study whose last update was posted between `start` and `end` (inclusive).
+
+        A `pageToken` the API rejects (it expires, or the API restarted) restarts the query
+        from its first page: the pages already delivered are fetched again but not delivered
+        twice, and each must start with the study it started with before, or the results
+        changed under the query and the range fails (to be run again)."""
+        params = self.range_params(start, end, page_size or self.page_size)
+        delivered: list[str | None] = []  # the first study of each page delivered
+        restarts = 0
+        while True:
+            try:
+                yield from self._pages(params, delivered, start, end)
+                return
+            except _ExpiredToken as expired:
+                restarts += 1
+                if restarts > MAX_QUERY_RESTARTS:
+                    raise SourceError(
+                        f"{SOURCE}: the API rejected the page token of page "
+                        f"{len(delivered) + 1} of {start}..{end} {restarts} times: {expired}"
+                    ) from None
+                self.http.record_retry(
+                    RetryEvent(
+                        restarts,
+                        0.0,
+                        f"page token rejected after {len(delivered)} pages ({expired}); "
+                        "querying again from the first page",
+                    )
+                )
+
+    def _pages(
+        self, params: dict[str, Any], delivered: list[str | None], start: date, end: date
+    ) -> Iterator[StudyPage]:
         total: int | None = None
         number = 0
+        token: str | None = None
         while True:
-            body = self.http.get_json("/api/v2/studies", params)
+            request = {**params, "pageToken": token} if token else params
+            try:
+                body = self.http.get_json("/api/v2/studies", request)
+            except HTTPStatusError as exc:
+                if token and exc.status == 400:
+                    raise _ExpiredToken(str(exc)) from None
+                raise
             if not isinstance(body, dict) or not isinstance(body.get("studies"), list):
                 raise SourceError(f"{SOURCE}: unexpected response shape for {start}..{end}")
             if number == 0:
                 total = body.get("totalCount")
-            yield StudyPage(body["studies"], total, number)
+            studies = body["studies"]
+            first = _first_id(studies)
+            if number < len(delivered):
+                if first != delivered[number]:
+                    raise SourceError(
+                        f"{SOURCE}: the results of {start}..{end} changed while paging (page "
+                        f"{number + 1} now starts with {first}, before with "
+                        f"{delivered[number]}); run the range again"
+                    )
+            else:
+                delivered.append(first)
+                yield StudyPage(studies, total, number)
             token = body.get("nextPageToken")
             if not token:
                 return
-            params = {**params, "pageToken": token}
             number += 1
 
     def data_timestamp(self) -> str | None:
         body = self.http.get_json("/api/v2/version")
         return body.get("dataTimestamp") if isinstance(body, dict) else None
+
+
+class _ExpiredToken(Exception):
+    """The API rejected a page token."""
+
+
+def _first_id(studies: list[Any]) -> str | None:
+    try:
+        return studies[0]["protocolSection"]["identificationModule"]["nctId"]
+    except (IndexError, KeyError, TypeError):
+        return None

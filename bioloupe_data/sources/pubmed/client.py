@@ -7,6 +7,7 @@ is split by PMID ranges (`(query) AND a:b[uid]`), bisecting until every part fit
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -69,6 +70,22 @@ def _day(value: date) -> str:
 def _text(root: ET.Element, tag: str) -> str | None:
     element = root.find(tag)
     return element.text.strip() if element is not None and element.text else None
+
+
+_ROOT_ELEMENT = re.compile(rb"<([A-Za-z_][\w.:-]*)[\s>/]")
+
+
+def check_complete_xml(body: bytes) -> None:
+    """Raise ValueError unless `body` ends by closing the element it opened first: a cut body
+    never does, and checking that is cheap for a batch of hundreds of articles (the parser
+    streams it later)."""
+    head = re.sub(rb"<\?.*?\?>|<!--.*?-->|<!DOCTYPE[^>]*>", b"", body[:4096], flags=re.S)
+    root = _ROOT_ELEMENT.search(head)
+    if root is None:
+        raise ValueError("no XML element")
+    tail = body.rstrip()
+    if not (tail.endswith(b"</" + root.group(1) + b">") or head.strip().endswith(b"/>")):
+        raise ValueError(f"<{root.group(1).decode(errors='replace')}> is never closed")
 
 
 def parse_esearch(body: bytes) -> SearchResult:
@@ -147,6 +164,7 @@ class PubmedClient:
                 usehistory="y",
                 retmode="xml",
             ),
+            check=check_complete_xml,
         )
         result = parse_esearch(body)
         return SearchResult(result.count, result.webenv, result.query_key, uid_range)
@@ -186,4 +204,5 @@ class PubmedClient:
                     retmax=self.fetch_batch,
                     retmode="xml",
                 ),
+                check=check_complete_xml,
             )
