@@ -11,6 +11,8 @@ A spec is a comma-separated list of rules ``KIND[=ARG]:WHEN`` and an optional ``
 - ``truncate``: a well-formed HTTP response whose body is cut in half (invalid JSON or XML).
 - ``expired_token``: a request carrying a ``pageToken`` is answered HTTP 400, as for a token the
   API no longer knows; requests without one are left alone.
+- ``duplicate``: a page of studies lists its first study a second time, at its end (what paging
+  over a result set that changes under it can do); other requests are left alone.
 
 ``WHEN`` says which requests a rule hits, counting only data requests (``/api/v2/studies``,
 ``esearch.fcgi``, ``efetch.fcgi``) from 1:
@@ -32,7 +34,9 @@ import threading
 from collections import Counter
 from dataclasses import dataclass
 
-KINDS = frozenset({"429", "500", "502", "503", "reset", "slow", "truncate", "expired_token"})
+KINDS = frozenset(
+    {"429", "500", "502", "503", "reset", "slow", "truncate", "expired_token", "duplicate"}
+)
 DEFAULT_ARGUMENTS = {"429": 1.0, "slow": 5.0}
 _RULE = re.compile(r"^(?P<kind>[a-z_0-9]+)(?:=(?P<arg>[0-9.]+))?:(?P<when>.+)$")
 _ORDINALS = re.compile(r"^#(?P<first>[1-9][0-9]*)(?:-(?P<last>[1-9][0-9]*))?$")

@@ -242,9 +242,14 @@ def decode_page_token(token: str, query_hash: str) -> int:
     return offset
 
 
-def render_page(studies: list[StoredStudy], request: PageRequest) -> bytes:
+def render_page(
+    studies: list[StoredStudy], request: PageRequest, *, duplicate_first: bool = False
+) -> bytes:
     end = request.offset + request.page_size
-    parts = [b'{"studies":[', b",".join(study.raw for study in studies[request.offset : end]), b"]"]
+    page = studies[request.offset : end]
+    if duplicate_first and page:
+        page = [*page, page[0]]
+    parts = [b'{"studies":[', b",".join(study.raw for study in page), b"]"]
     if request.count_total and request.offset == 0:
         parts.append(b',"totalCount":%d' % len(studies))
     if end < len(studies):
@@ -310,9 +315,11 @@ class _ReplayRequestHandler(BaseHTTPRequestHandler):
     }
 
     _truncate = False
+    _duplicate = False
 
     def do_GET(self) -> None:
-        self._truncate = False  # a connection serves many requests; a fault hits one
+        # A connection serves many requests; a fault hits one.
+        self._truncate = self._duplicate = False
         path, parameters = self._split_target()
         route = self._GET_ROUTES.get(path)
         if path != STATS_PATH:
@@ -331,7 +338,7 @@ class _ReplayRequestHandler(BaseHTTPRequestHandler):
             self._send_error(HTTPStatus.BAD_REQUEST, str(error))
 
     def do_POST(self) -> None:
-        self._truncate = False
+        self._truncate = self._duplicate = False
         path, parameters = self._split_target()
         self.server.counter.count(path)
         body = self._read_request_body()
@@ -370,6 +377,9 @@ class _ReplayRequestHandler(BaseHTTPRequestHandler):
         if fault.kind == "truncate":
             self._truncate = True
             return False
+        if fault.kind == "duplicate":
+            self._duplicate = True
+            return False
         if fault.kind == "expired_token":
             self._send_error(HTTPStatus.BAD_REQUEST, "pageToken expired or unknown")
             return True
@@ -382,7 +392,8 @@ class _ReplayRequestHandler(BaseHTTPRequestHandler):
     def _get_studies(self, parameters: dict[str, str]) -> None:
         request = parse_page_request(parameters)
         studies = self.server.store.select(request.query)
-        self._send_body(HTTPStatus.OK, render_page(studies, request))
+        page = render_page(studies, request, duplicate_first=self._duplicate)
+        self._send_body(HTTPStatus.OK, page)
 
     def _get_version(self, _parameters: dict[str, str]) -> None:
         holder = self.server.store.max_version_holder

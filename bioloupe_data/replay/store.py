@@ -2,7 +2,8 @@
 
 Any ``*.json`` file below the folder is recognized by its content: a single study object (it has
 ``protocolSection``), an API page ``{"studies": [...]}``, or a JSON list of study objects.
-Everything else (indexes, unparsable files) is skipped and counted.
+Everything else (indexes, unparsable files) is skipped and counted. A file that is JSON but
+not valid UTF-8 is read all the same, and its studies are served with the same invalid bytes.
 
 Like the real API, the store serves one version per NCT id: the newest by
 (``lastUpdatePostDate``, ``versionHolder``, canonical JSON bytes). The last key only makes the
@@ -16,6 +17,7 @@ this one as a separate class with the same ``from_folder`` / ``reload`` / ``len`
 from __future__ import annotations
 
 import bisect
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -210,8 +212,8 @@ class _Collector:
 
     def add_file(self, path: Path) -> None:
         try:
-            document = orjson.loads(path.read_bytes())
-        except (OSError, orjson.JSONDecodeError):
+            document = _load_json(path.read_bytes())
+        except (OSError, ValueError):
             self.counts.skipped_files += 1
             return
         candidates = _study_candidates(document)
@@ -273,10 +275,31 @@ def _stored_study(study: dict[str, Any]) -> StoredStudy | None:
         nct_id=nct_id,
         last_update=last_update if isinstance(last_update, str) else MISSING_DATE,
         version_holder=version_holder if isinstance(version_holder, str) else "",
-        raw=orjson.dumps(study),
+        raw=_dump_json(study),
         condition_text=_search_text(_condition_values(study)),
         title_text=_search_text(_title_values(study)),
     )
+
+
+def _load_json(data: bytes) -> Any:
+    """JSON from a file; a file that is JSON but not valid UTF-8 keeps its bytes (as lone
+    surrogates), so that they can be served as they are."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            return json.loads(data.decode("utf-8", "surrogateescape"))
+        raise
+
+
+def _dump_json(study: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(study)
+    except orjson.JSONEncodeError:  # lone surrogates: the invalid UTF-8 of the file, restored
+        text = json.dumps(study, ensure_ascii=False, separators=(",", ":"))
+        return text.encode("utf-8", "surrogateescape")
 
 
 def _is_newer(candidate: StoredStudy, current: StoredStudy) -> bool:
@@ -287,17 +310,22 @@ def _is_newer(candidate: StoredStudy, current: StoredStudy) -> bool:
 
 def _canonical_bytes(study: StoredStudy) -> bytes:
     # Only needed on exact version ties, which are rare, so parsing again here is cheap overall.
-    return orjson.dumps(orjson.loads(study.raw), option=orjson.OPT_SORT_KEYS)
+    try:
+        return orjson.dumps(orjson.loads(study.raw), option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONDecodeError:  # invalid UTF-8, served as it is
+        return study.raw
 
 
 def _condition_values(study: dict[str, Any]) -> list[Any]:
     protocol = study["protocolSection"]
-    browse = _path(study, "derivedSection", "conditionBrowseModule") or {}
+    browse = _path(study, "derivedSection", "conditionBrowseModule")
     values: list[Any] = []
     values += _list(_path(protocol, "conditionsModule", "conditions"))
     values += _list(_path(protocol, "conditionsModule", "keywords"))
     for group in ("meshes", "ancestors"):
-        values += [item.get("term") for item in _list(browse.get(group)) if isinstance(item, dict)]
+        values += [
+            item.get("term") for item in _list(_path(browse, group)) if isinstance(item, dict)
+        ]
     return values
 
 

@@ -3,6 +3,7 @@ rate limiter per base URL. Secrets passed as query parameters are redacted from 
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -92,6 +93,17 @@ def shared_limiter(base_url: str, per_second: float | None) -> RateLimiter:
         return _limiters[key]
 
 
+def _json_with_invalid_utf8(body: bytes) -> Any:
+    """A JSON body that is whole but holds bytes that are not UTF-8: parsed with those bytes as
+    lone surrogates, so the one record that holds them can be set aside (it cannot be stored)
+    and the rest of the page is kept. Raises ValueError for anything else."""
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return json.loads(body.decode("utf-8", "surrogateescape"))
+    raise ValueError("valid UTF-8: the body is not JSON")
+
+
 def _parse_retry_after(value: str | None) -> float | None:
     if not value:
         return None
@@ -157,6 +169,10 @@ class HttpClient:
                 with paused_gc():
                     return orjson.loads(body)
             except orjson.JSONDecodeError as exc:
+                try:
+                    return _json_with_invalid_utf8(body)
+                except ValueError:
+                    pass
                 # A truncated body is a transport fault: the next attempt usually succeeds.
                 raise TransientHTTPError(f"invalid JSON body ({len(body)} bytes): {exc}") from exc
 

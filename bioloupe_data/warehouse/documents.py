@@ -239,12 +239,12 @@ def record_dead_letters(
             [
                 (
                     source,
-                    _clean(letter.doc_id),
+                    storable_text(letter.doc_id),
                     letter.partition_date,
                     letter.reason,
                     letter.stage,
-                    _clean(letter.detail),
-                    _clean(letter.payload_excerpt[:PAYLOAD_EXCERPT_CHARS]),
+                    storable_text(letter.detail),
+                    storable_text(letter.payload_excerpt[:PAYLOAD_EXCERPT_CHARS]),
                     run_id,
                 )
                 for letter in letters
@@ -252,7 +252,7 @@ def record_dead_letters(
         )
 
 
-def _clean(text: str) -> str:
+def storable_text(text: str) -> str:
     """Text PostgreSQL accepts: no NUL characters, no lone surrogates."""
     return text.replace("\x00", "\\u0000").encode("utf-8", "replace").decode("utf-8")
 
