@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -46,13 +47,14 @@ from bioloupe_data.sensors import CATCH_UP_TAG, SCHEDULE_GRACE
 from bioloupe_data.warehouse.database import as_sqlalchemy_psycopg2_url
 
 from conftest import create_database, drop_database, url_for
-from warehouse_helpers import count
+from warehouse_helpers import count, files_holding, tables_holding
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = str(Path(sys.executable).with_name("bioloupe-data"))
 LOOKBACK, OUTAGE, HISTORY, PER_DAY = 10, 5, 45, 4
+NCBI_KEY = f"ncbi-{uuid.uuid4().hex}"
 TRIALS_JOB_ASSETS = (
     ["raw", "clinicaltrials_gov"],
     ["core", "trials"],
@@ -131,6 +133,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, admin_url: str) -> Iterator[
                 CTGOV_SCOPE="all",
                 PUBMED_BASE_URL=replay.url,
                 PUBMED_QUERY="all[sb]",
+                NCBI_API_KEY=NCBI_KEY,
             )
             # The outage: each source ran up to the last OUTAGE days of its window, then nothing.
             for source, job in SOURCES:
@@ -253,3 +256,16 @@ def test_the_registration_sensor_registers_drugs_and_their_profiles_run(stack: S
     assert all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs)
     assert len(runs) < len(keys)  # batched range runs, not one per drug
     assert count(stack.warehouse_url, "enriched.drug_profiles") == len(keys)
+
+
+def test_the_ncbi_key_is_nowhere_in_the_daemon_runs_storage_compute_logs_or_warehouse(
+    stack: Stack,
+) -> None:
+    pubmed_runs = _runs(stack, job_name=PUBMED_JOB_NAME)
+    assert pubmed_runs and all(run.is_finished for run in pubmed_runs)
+    compute_logs = [p for p in stack.home.rglob("*") if p.suffix in (".out", ".err")]
+    assert compute_logs  # the run workers' captured output is there to search
+    assert files_holding(stack.home, (NCBI_KEY,)) == []
+    assert NCBI_KEY not in stack.log.read_text(errors="replace")
+    assert tables_holding(stack.storage_url.replace("+psycopg2", ""), (NCBI_KEY,)) == []
+    assert tables_holding(stack.warehouse_url, (NCBI_KEY,)) == []

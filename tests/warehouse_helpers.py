@@ -68,3 +68,34 @@ def link_files(files: list[Path], folder: Path) -> Path:
     for file in files:
         (folder / file.name).symlink_to(file)
     return folder
+
+
+def tables_holding(url: str, needles: tuple[str, ...]) -> list[str]:
+    """`schema.table` of every row of every table in the database at `url` whose text holds
+    one of `needles`."""
+    found = []
+    with psycopg.connect(url) as conn:
+        tables = conn.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables "
+            "WHERE table_type = 'BASE TABLE' "
+            "AND table_schema NOT IN ('pg_catalog', 'information_schema')"
+        ).fetchall()
+        for schema, table in tables:
+            for needle in needles:
+                hit = conn.execute(
+                    sql.SQL("SELECT 1 FROM {} AS t WHERE strpos(t::text, %s) > 0 LIMIT 1").format(
+                        sql.Identifier(schema, table)
+                    ),
+                    (needle,),
+                ).fetchone()
+                if hit:
+                    found.append(f"{schema}.{table}")
+    return found
+
+
+def files_holding(folder: Path, needles: tuple[str, ...]) -> list[Path]:
+    return [
+        path
+        for path in folder.rglob("*")
+        if path.is_file() and any(n.encode() in path.read_bytes() for n in needles)
+    ]
