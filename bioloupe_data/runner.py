@@ -3,6 +3,8 @@ on the instance the UI reads (`DagsterInstance.get()`)."""
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 import uuid
 from collections.abc import Sequence
@@ -35,6 +37,15 @@ SOURCE_ASSETS: dict[str, list[dg.AssetKey]] = {
     "pubmed": [PUBMED_LANDING_KEY, PUBLICATIONS_KEY],
 }
 COUNT_KEYS = ("inserted", "updated", "unchanged")
+LAUNCHED_BY_TAG = "bioloupe/launched_by"
+HOST_TAG = "bioloupe/host"
+PID_TAG = "bioloupe/pid"
+_UNFINISHED = [
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
 
 
 class BackfillError(RuntimeError):
@@ -185,6 +196,36 @@ def add_run(report: BackfillReport, result: dg.ExecuteInProcessResult) -> None:
             totals.counts[key] += final.get(key, 0)
 
 
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, and someone else's
+        return True
+    return True
+
+
+def fail_abandoned_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
+    """Mark failed the unfinished runs this command started on this host whose process is gone
+    (killed, or the machine restarted): run monitoring for runs executed in the command's own
+    process, which no daemon watches. Their committed days stay materialized; a backfill of the
+    failed and missing days resumes them. Returns the runs marked."""
+    host = socket.gethostname()
+    marked = []
+    for run in instance.get_runs(
+        dg.RunsFilter(statuses=_UNFINISHED, tags={LAUNCHED_BY_TAG: "cli", HOST_TAG: host})
+    ):
+        pid = run.tags.get(PID_TAG, "")
+        if not pid.isdigit() or _process_alive(int(pid)):
+            continue
+        instance.report_run_failed(
+            run, f"process {pid} on {host} that ran this backfill is gone (killed or crashed)"
+        )
+        marked.append(run)
+    return marked
+
+
 def run_backfill(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
@@ -195,6 +236,8 @@ def run_backfill(
     console: Console | None = None,
 ) -> BackfillReport:
     console = console or Console(stderr=True)
+    for run in fail_abandoned_runs(instance):
+        console.print(f"marked run {run.run_id} failed: the process that ran it is gone")
     _, chunks = plan(defs, asset_keys, start, end)
     job = defs.resolve_implicit_global_asset_job_def()
     report = BackfillReport(assets={k.to_user_string(): AssetTotals() for k in asset_keys})
@@ -226,7 +269,9 @@ def run_backfill(
                     tags={
                         RANGE_START_TAG: chunk[0],
                         RANGE_END_TAG: chunk[-1],
-                        "bioloupe/launched_by": "cli",
+                        LAUNCHED_BY_TAG: "cli",
+                        HOST_TAG: socket.gethostname(),
+                        PID_TAG: str(os.getpid()),
                     },
                     raise_on_error=False,
                     run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},

@@ -57,6 +57,15 @@ def dagster_instance_home(tmp_path: Path, dagster_storage_url: str) -> Path:
     return home
 
 
+def _runs(home: Path) -> list[dg.DagsterRun]:
+    os.environ["DAGSTER_HOME"] = str(home)
+    try:
+        with dg.DagsterInstance.get() as instance:
+            return list(instance.get_runs())
+    finally:
+        del os.environ["DAGSTER_HOME"]
+
+
 def _materialized(home: Path, key: dg.AssetKey) -> set[str]:
     os.environ["DAGSTER_HOME"] = str(home)
     try:
@@ -202,10 +211,18 @@ def test_a_killed_backfill_keeps_its_committed_days_and_a_rerun_converges(
         assert materialized <= set(committed)
         assert set(committed) - materialized <= {max(committed)}
 
+        (killed,) = _runs(dagster_instance_home)
+        assert killed.status == dg.DagsterRunStatus.STARTED  # nothing watched it die...
+
         rerun = subprocess.run(
             command, env=env, capture_output=True, text=True, timeout=300, check=False
         )
         assert rerun.returncode == 0, rerun.stderr
+        # ...until the next backfill found its process gone and marked it failed.
+        assert f"marked run {killed.run_id} failed" in rerun.stderr
+        statuses = {run.run_id: run.status for run in _runs(dagster_instance_home)}
+        assert statuses.pop(killed.run_id) == dg.DagsterRunStatus.FAILURE
+        assert set(statuses.values()) == {dg.DagsterRunStatus.SUCCESS}
 
         reference = create_database(admin_url)
         try:

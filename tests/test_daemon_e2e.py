@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import psutil
 import psycopg
 import pytest
 
@@ -45,6 +46,7 @@ from bioloupe_data.schedules import (
 )
 from bioloupe_data.sensors import CATCH_UP_TAG, SCHEDULE_GRACE
 from bioloupe_data.warehouse.database import as_sqlalchemy_psycopg2_url
+from bioloupe_data.warehouse.digest import warehouse_digest
 
 from conftest import create_database, drop_database, url_for
 from warehouse_helpers import count, files_holding, tables_holding
@@ -269,3 +271,58 @@ def test_the_ncbi_key_is_nowhere_in_the_daemon_runs_storage_compute_logs_or_ware
     assert NCBI_KEY not in stack.log.read_text(errors="replace")
     assert tables_holding(stack.storage_url.replace("+psycopg2", ""), (NCBI_KEY,)) == []
     assert tables_holding(stack.warehouse_url, (NCBI_KEY,)) == []
+
+
+def _worker_of(run_id: str) -> psutil.Process | None:
+    for process in psutil.process_iter(["cmdline"]):
+        if run_id in " ".join(process.info["cmdline"] or []):
+            return process
+    return None
+
+
+def test_a_run_whose_worker_is_killed_is_marked_failed_and_a_rerun_converges(
+    stack: Stack,
+) -> None:
+    window = stack.windows[CLINICALTRIALS_JOB_NAME]
+    days = days_between(stack.first_day, window[-1])
+    params = {
+        "partitionNames": [day.isoformat() for day in days],
+        "assetSelection": [{"path": path} for path in TRIALS_JOB_ASSETS],
+    }
+    with psycopg.connect(stack.warehouse_url) as conn:
+        before = warehouse_digest(conn)
+
+    killed = stack.graphql(LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
+    assert killed["__typename"] == "LaunchBackfillSuccess", killed
+
+    def worker() -> tuple[dg.DagsterRun, psutil.Process] | None:
+        for run in _runs(stack, tags={"dagster/backfill": killed["backfillId"]}):
+            process = _worker_of(run.run_id)
+            if process is not None:
+                return run, process
+        return None
+
+    run, process = wait_for("a run worker to kill", worker, 300, stack.log, every=0.1)
+    process.kill()  # SIGKILL: no chance to report anything itself
+
+    def failed() -> dg.DagsterRun | None:
+        (found,) = _runs(stack, run_ids=[run.run_id])
+        return found if found.is_finished else None
+
+    assert wait_for("the killed run to be marked", failed, 300, stack.log).status == (
+        dg.DagsterRunStatus.FAILURE
+    )
+    with stack.instance() as instance:
+        messages = [r.user_message for r in instance.all_logs(run.run_id)]
+    assert any("unexpectedly" in m or "exit code" in m for m in messages), messages[-5:]
+
+    again = stack.graphql(LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
+
+    def finished() -> str | None:
+        answer = stack.graphql(BACKFILL_STATUS, {"id": again["backfillId"]})
+        status = answer["partitionBackfillOrError"]["status"]
+        return status if status != "REQUESTED" else None
+
+    assert wait_for("the re-run", finished, 600, stack.log) == "COMPLETED_SUCCESS"
+    with psycopg.connect(stack.warehouse_url) as conn:
+        assert warehouse_digest(conn) == before
