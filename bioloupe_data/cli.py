@@ -64,6 +64,35 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from bioloupe_data import local
+    from bioloupe_data.definitions import defs
+    from bioloupe_data.status import coverage, default_window
+    from bioloupe_data.status_render import render_terminal, write_html, write_png
+
+    local.prepare()
+    start, end = default_window(date.today())
+    start, end = args.start or start, args.end or end
+    if start > end:
+        console.print(f"[red]error:[/red] --from {start} is after --to {end}")
+        return 2
+    definitions = defs()
+    asset = dg.AssetKey.from_user_string(args.asset) if args.asset else None
+    if asset is not None and not definitions.resolve_asset_graph().has(asset):
+        console.print(f"[red]error:[/red] no asset {args.asset}")
+        return 2
+    with dg.DagsterInstance.get() as instance:
+        report = coverage(definitions, instance, start, end, asset)
+    render_terminal(report, Console(width=None if sys.stdout.isatty() else 160))
+    out = Path(args.out) if args.out else local.bioloupe_home() / "status"
+    png = write_png(report, out / "status.png")
+    page = write_html(report, out / "status.html", png)
+    console.print(f"wrote {png} and {page}")
+    return 1 if report.has_gaps else 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from bioloupe_data.demo import run_demo
 
@@ -92,22 +121,46 @@ def cmd_replay_server(args: argparse.Namespace) -> int:
         except FaultSpecError as exc:
             print(f"--faults: {exc}", file=sys.stderr)
             return 2
-    run_forever(Path(args.data), args.host, args.port, args.faults or None)
+    run_forever(Path(args.data), args.host, args.port, args.faults or None, args.report_every)
     return 0
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
     from bioloupe_data.replay.synth import write_synthetic
 
-    summary = write_synthetic(
-        Path(args.out),
-        args.days,
-        args.per_day,
-        seed=args.seed,
-        end=args.end,
-        pubmed_per_day=args.pubmed_per_day,
-        nct_fraction=args.nct_fraction,
+    columns = (
+        TextColumn("synthetic studies"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("days · {task.fields[megabytes]:,.0f} MB"),
+        TimeRemainingColumn(),
     )
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("days", total=args.days, megabytes=0.0)
+        written = [0]
+
+        def on_day(_day: date, size: int) -> None:
+            written[0] += size
+            progress.update(task, advance=1, megabytes=written[0] / 1e6)
+
+        summary = write_synthetic(
+            Path(args.out),
+            args.days,
+            args.per_day,
+            seed=args.seed,
+            end=args.end,
+            pubmed_per_day=args.pubmed_per_day,
+            nct_fraction=args.nct_fraction,
+            on_day=on_day,
+        )
     console.print(
         f"wrote {summary.studies} studies in {summary.files} files "
         f"({summary.bytes / 1e6:.1f} MB) for {summary.first_day}..{summary.last_day} to {args.out}"
@@ -136,6 +189,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     backfill.set_defaults(func=cmd_backfill)
 
+    status = commands.add_parser(
+        "status",
+        help="partition coverage per asset (exits 1 when the window has gaps)",
+        description="Which partitions of each partitioned asset are materialized, failed, in "
+        "progress or missing, as a calendar heatmap here and in status.png / status.html; "
+        "exits 1 when a day of the window is missing or failed.",
+    )
+    status.add_argument("--asset", default=None, help="one asset key, e.g. raw/clinicaltrials_gov")
+    status.add_argument("--from", dest="start", type=_date, default=None, help="default: 30 days")
+    status.add_argument("--to", dest="end", type=_date, default=None, help="default: yesterday")
+    status.add_argument("--out", default=None, help="report folder (default: .bioloupe/status)")
+    status.set_defaults(func=cmd_status)
+
     demo = commands.add_parser("demo", help="embedded Postgres, synthetic data, a backfill")
     demo.add_argument("--days", type=int, default=30)
     demo.add_argument("--per-day", type=int, default=40)
@@ -156,6 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="inject faults into data requests, e.g. '429=2:0.1,reset:#3,slow=5:0.05,seed=1' "
         "(kinds 429, 500, 502, 503, reset, slow, truncate, expired_token; WHEN a probability, "
         "#N, #N-M or *)",
+    )
+    replay.add_argument(
+        "--report-every",
+        type=float,
+        default=30.0,
+        help="seconds between lines reporting the requests served (0: none)",
     )
     replay.set_defaults(func=cmd_replay_server)
 

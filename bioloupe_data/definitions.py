@@ -53,7 +53,7 @@ from bioloupe_data.sensors import (
     entity_automation_sensor,
     sponsor_registration_sensor,
 )
-from bioloupe_data.settings import Settings, env
+from bioloupe_data.settings import Environment, Settings, env
 
 
 def _from_env(name: str, default: str = "") -> str | dg.EnvVar:
@@ -62,8 +62,26 @@ def _from_env(name: str, default: str = "") -> str | dg.EnvVar:
     return dg.EnvVar(name) if env(name) else default
 
 
-def build_resources() -> dict[str, dg.ConfigurableResource]:
-    warehouse = WarehouseResource(database_url=_from_env("BIOLOUPE_DATABASE_URL"))
+# Per environment (`BIOLOUPE_ENV`), what the resources may do and spend: the one place where
+# local, staging and production differ.
+LLM_CALLS_PER_RUN = {Environment.LOCAL: 500, Environment.STAGING: 100, Environment.PROD: 500}
+
+
+def build_resources(
+    environment: Environment = Environment.LOCAL,
+) -> dict[str, dg.ConfigurableResource]:
+    """The resources of `environment`. Local may start the embedded PostgreSQL; staging and
+    production must name their warehouse (`BIOLOUPE_DATABASE_URL`), and their definitions do
+    not load without it. Secrets come from the environment through `dg.EnvVar` everywhere."""
+    if not environment.allows_embedded_database and not env("BIOLOUPE_DATABASE_URL"):
+        raise ValueError(
+            f"BIOLOUPE_ENV={environment.value} needs BIOLOUPE_DATABASE_URL: only local "
+            "development starts an embedded PostgreSQL"
+        )
+    warehouse = WarehouseResource(
+        database_url=_from_env("BIOLOUPE_DATABASE_URL"),
+        allow_embedded=environment.allows_embedded_database,
+    )
     return {
         "warehouse": warehouse,
         analytics.PANDAS_IO_MANAGER_KEY: PostgresPandasIOManager(warehouse=warehouse),
@@ -85,6 +103,7 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
         "llm": LlmSettings(
             enabled=env("OPENAI_API_KEY") is not None,
             model=_from_env("OPENAI_MODEL", "gpt-4o-mini"),
+            max_calls_per_run=LLM_CALLS_PER_RUN[environment],
         ),
     }
 
@@ -152,7 +171,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             freshness_checks_schedule(check_jobs[1]),
             integrity_checks_schedule(check_jobs[2]),
         ],
-        resources=build_resources(),
+        resources=build_resources(settings.environment),
         # Every run executes its steps in the run's own process. The steps of these jobs wait on
         # each other (landing, checks, normalizing, enrichment), so separate step processes would
         # buy no parallelism, only a Python start-up, the project's imports and new warehouse

@@ -28,6 +28,9 @@ class WarehouseResource(dg.ConfigurableResource):
 
     database_url: str = ""
     embedded_dir: str = ""
+    # False in staging and production (`BIOLOUPE_ENV`): without a URL the run fails instead of
+    # starting a PostgreSQL of its own.
+    allow_embedded: bool = True
     # Days a range run writes side by side, each on a connection of its own: while one day's
     # documents are parsed or derived in Python, PostgreSQL works on another's.
     parallel_days: int = 2
@@ -36,6 +39,11 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def url(self) -> str:
         if self._url is None:
+            if not self.database_url and not self.allow_embedded:
+                raise dg.DagsterInvariantViolationError(
+                    "no warehouse URL: set BIOLOUPE_DATABASE_URL (staging and production never "
+                    "start an embedded PostgreSQL)"
+                )
             data_dir = Path(self.embedded_dir) if self.embedded_dir else default_data_dir()
             self._url = resolve_warehouse_url(self.database_url or None, data_dir)
         return self._url

@@ -17,10 +17,13 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 from bioloupe_data.assets.enrichment import SITE_GEOCODES_KEY, TRIAL_FEATURES_KEY
 from bioloupe_data.assets.ingestion import CLINICALTRIALS_LANDING_KEY, PUBMED_LANDING_KEY
@@ -169,6 +172,16 @@ class _RunWatcher:
             )
 
 
+class DocumentRateColumn(ProgressColumn):
+    """Documents a second since the backfill began."""
+
+    def render(self, task: Task) -> Text:
+        elapsed = task.elapsed or 0.0
+        documents = int(task.fields.get("docs", 0))
+        rate = documents / elapsed if elapsed > 0 else 0.0
+        return Text(f"{rate:,.0f} docs/s", style="progress.data.speed")
+
+
 def run_totals(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, int]]:
     """Per asset, the counts of the run's own result: the materialization that is unpartitioned
     or carries `partitions_in_run` (a day's own materializations are logged before it)."""
@@ -247,6 +260,7 @@ def run_backfill(
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("days · {task.fields[docs]} docs"),
+        DocumentRateColumn(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from datetime import date
+from enum import Enum
 
 DEFAULT_START_DATE = "2000-01-01"
 # The landscape has a partition per day and tumor area (14): from 2016 that is about 56,000,
@@ -66,11 +67,35 @@ def _date(name: str, default: str) -> str:
     return value
 
 
+class Environment(Enum):
+    """`BIOLOUPE_ENV`: where the code location runs. Resources differ per environment in one
+    place, `definitions.build_resources`."""
+
+    LOCAL = "local"
+    STAGING = "staging"
+    PROD = "prod"
+
+    @classmethod
+    def from_env(cls) -> Environment:
+        value = (env("BIOLOUPE_ENV") or cls.LOCAL.value).lower()
+        try:
+            return cls(value)
+        except ValueError:
+            known = ", ".join(e.value for e in cls)
+            raise ValueError(f"BIOLOUPE_ENV must be one of {known}, got {value!r}") from None
+
+    @property
+    def allows_embedded_database(self) -> bool:
+        """Only a laptop starts its own PostgreSQL; staging and production name theirs."""
+        return self is Environment.LOCAL
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     start_date: str
     catch_up: CatchUpSettings = field(default_factory=CatchUpSettings)
     landscape_start: str | None = None
+    environment: Environment = Environment.LOCAL
 
     @property
     def landscape_start_date(self) -> str:
@@ -83,4 +108,5 @@ class Settings:
             start_date=_date("BIOLOUPE_START_DATE", DEFAULT_START_DATE),
             catch_up=CatchUpSettings.from_env(),
             landscape_start=_date("BIOLOUPE_LANDSCAPE_START_DATE", DEFAULT_LANDSCAPE_START_DATE),
+            environment=Environment.from_env(),
         )

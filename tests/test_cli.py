@@ -14,6 +14,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
+import httpx
 import pgserver
 import psycopg
 import pytest
@@ -339,3 +340,42 @@ def test_synth_writes_the_days_that_end_where_asked(tmp_path: Path) -> None:
     assert "2024-01-30..2024-01-31" in done.stdout + done.stderr
     with ReplayServer(out) as server:
         assert server.reload() == 6
+
+
+FAULTS_REPORTED = ("--faults", "503:#1", "--report-every", "0.5")
+
+
+def test_the_replay_server_command_reports_what_it_serves_and_injects_faults(
+    synthetic_days: Path,
+) -> None:
+    process = subprocess.Popen(
+        [*CLI, "replay-server", "--data", str(synthetic_days), "--port", "0", *FAULTS_REPORTED],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        started = process.stdout.readline()
+        assert "injecting faults '503:#1'" in started
+        url = started.split(" at ")[1].split()[0]
+        studies = f"{url}/api/v2/studies"
+        codes = [httpx.get(studies, params={"pageSize": "1"}).status_code for _ in range(2)]
+        assert codes == [503, 200]
+        report = process.stdout.readline()
+        assert "replay server: 2 requests in the last 0 s (/api/v2/studies 2)" in report
+        assert "faults so far {'503': 1}" in report
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_a_fault_spec_the_replay_server_cannot_read_is_refused(synthetic_days: Path) -> None:
+    refused = subprocess.run(
+        [*CLI, "replay-server", "--data", str(synthetic_days), "--faults", "teapot:1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2
+    assert "unknown fault 'teapot'" in refused.stderr

@@ -4,6 +4,7 @@ import dagster as dg
 import pytest
 
 from bioloupe_data.definitions import defs
+from bioloupe_data.resources import WarehouseResource
 
 EXPECTED_ASSETS = {
     "clinicaltrials_gov/api",
@@ -135,3 +136,31 @@ def test_drugs_and_sponsors_follow_a_new_day_of_trials_while_other_days_are_miss
         definitions, instance, asset_selection=selection, cursor=result.cursor
     )
     assert result.total_requested == 0  # handled, and nothing new upstream
+
+
+@pytest.mark.parametrize("environment", ["staging", "prod"])
+def test_staging_and_production_never_fall_back_to_the_embedded_database(
+    monkeypatch: pytest.MonkeyPatch, environment: str
+) -> None:
+    monkeypatch.setenv("BIOLOUPE_ENV", environment)
+    monkeypatch.delenv("BIOLOUPE_DATABASE_URL", raising=False)
+    with pytest.raises(ValueError, match="needs BIOLOUPE_DATABASE_URL"):
+        defs()
+
+    monkeypatch.setenv("BIOLOUPE_DATABASE_URL", "postgresql://warehouse.internal/bioloupe")
+    warehouse = defs().resources["warehouse"]
+    assert warehouse.allow_embedded is False
+    # Even a URL that resolves to nothing at run time fails instead of starting a server.
+    with pytest.raises(dg.DagsterInvariantViolationError, match="never start an embedded"):
+        WarehouseResource(database_url="", allow_embedded=False).url()
+
+
+def test_local_is_the_default_and_an_unknown_environment_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("BIOLOUPE_ENV", raising=False)
+    monkeypatch.delenv("BIOLOUPE_DATABASE_URL", raising=False)
+    assert defs().resources["warehouse"].allow_embedded is True
+    monkeypatch.setenv("BIOLOUPE_ENV", "production")
+    with pytest.raises(ValueError, match="BIOLOUPE_ENV must be one of local, staging, prod"):
+        defs()

@@ -536,7 +536,11 @@ def _url_host(host: str) -> str:
 
 
 def run_forever(
-    data_dir: Path, host: str = "127.0.0.1", port: int = 8765, faults: str | None = None
+    data_dir: Path,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    faults: str | None = None,
+    report_every: float = 30.0,
 ) -> None:
     """Command-line entry: serve until Ctrl-C, then print the requests served per path."""
     server = ReplayServer(data_dir, host=host, port=port, faults=faults)
@@ -548,6 +552,9 @@ def run_forever(
         + (f", injecting faults {faults!r}" if faults else ""),
         flush=True,
     )
+    if report_every > 0:
+        reporter = threading.Thread(target=_report_every, args=(server, report_every), daemon=True)
+        reporter.start()
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
     print(f"replay server: served {server.request_count} requests")
@@ -556,3 +563,23 @@ def run_forever(
     if server.faults is not None:
         for kind, count in server.faults.injected.items():
             print(f"  {count:>8}  fault {kind}")
+
+
+def _report_every(server: ReplayServer, seconds: float) -> None:
+    """While requests come in, a line every `seconds` with what was served since the last."""
+    reported: dict[str, int] = {}
+    while True:
+        time.sleep(seconds)
+        now = server.requests_by_path()
+        served = {path: count - reported.get(path, 0) for path, count in now.items()}
+        served = {path: count for path, count in served.items() if count}
+        if not served:
+            continue
+        reported = now
+        faults = server.faults.injected if server.faults is not None else {}
+        line = ", ".join(f"{path} {count}" for path, count in served.items())
+        print(
+            f"replay server: {sum(served.values())} requests in the last {seconds:.0f} s ({line})"
+            + (f"; faults so far {faults}" if faults else ""),
+            flush=True,
+        )

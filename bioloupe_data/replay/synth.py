@@ -90,8 +90,10 @@ def write_synthetic(
     *,
     pubmed_per_day: int | None = None,
     nct_fraction: float = 0.2,
+    on_day: Callable[[date, int], None] | None = None,
 ) -> SynthSummary:
     """Write ``per_day`` studies for each of the ``days`` days ending at ``end`` (inclusive).
+    ``on_day(day, bytes)`` is called as each day's studies are written.
 
     ``end`` defaults to yesterday (UTC). Every study's ``lastUpdatePostDate`` is its day and its
     ``versionHolder`` is the day after ``end``, as in a snapshot taken the next morning.
@@ -109,7 +111,7 @@ def write_synthetic(
     # The studies are acyclic, so the cyclic garbage collector only costs time here (about a
     # third of the generation time when it keeps rescanning the growing day's list).
     with _gc_paused():
-        summary = _write_days(Path(out), days, per_day, seed, end)
+        summary = _write_days(Path(out), days, per_day, seed, end, on_day)
         if not pubmed_per_day:
             return summary
         return _with_pubmed(summary, Path(out), per_day, pubmed_per_day, seed, nct_fraction)
@@ -177,7 +179,14 @@ def _with_pubmed(
     )
 
 
-def _write_days(out: Path, days: int, per_day: int, seed: int, end: date | None) -> SynthSummary:
+def _write_days(
+    out: Path,
+    days: int,
+    per_day: int,
+    seed: int,
+    end: date | None,
+    on_day: Callable[[date, int], None] | None = None,
+) -> SynthSummary:
     last_day = end or (datetime.now(UTC).date() - timedelta(days=1))
     first_day = last_day - timedelta(days=days - 1)
     version_holder = (last_day + timedelta(days=1)).isoformat()
@@ -194,6 +203,8 @@ def _write_days(out: Path, days: int, per_day: int, seed: int, end: date | None)
         body = orjson.dumps({"studies": studies})
         (folder / f"{day.isoformat()}.json").write_bytes(body)
         total_bytes += len(body)
+        if on_day is not None:
+            on_day(day, len(body))
     return SynthSummary(
         studies=days * per_day,
         files=days,
