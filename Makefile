@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: install demo dev test e2e lint format bench clean
+.PHONY: install demo dev test e2e lint format bench clean chromium
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,8 +31,15 @@ format: $(INSTALLED)
 test: lint
 	$(BIN)/pytest -n $(PYTEST_WORKERS) -m "not e2e" --durations=15
 
-# The daemon and webserver end to end: one module-scoped stack, so one process.
-e2e: $(INSTALLED)
+# The UI checks drive Debian's Chromium (no browser download): installed here when missing.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else echo "make e2e needs Chromium: sudo apt-get install chromium" >&2; exit 1; fi; }
+
+# The daemon and webserver end to end, and the UI in a real browser: one module-scoped stack.
+e2e: $(INSTALLED) chromium
 	$(BIN)/pytest -p no:xdist -m e2e --durations=5
 
 bench: $(INSTALLED)

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from snapshots import Snapshots, write_snapshots
 
 from bench._dagster_dev import clean_environment
 from bioloupe_data.pipelines.clinicaltrials import TRIALS_SPEC, land_range
@@ -27,6 +26,7 @@ from bioloupe_data.warehouse.digest import warehouse_digest
 from bioloupe_data.warehouse.migrate import migrate
 
 from conftest import create_database, dagster_yaml, drop_database, url_for
+from snapshots import Snapshots, write_snapshots
 
 CLI = str(Path(sys.executable).with_name("bioloupe-data"))
 END = date(2024, 3, 16)
