@@ -76,6 +76,13 @@ def _materialized(home: Path, key: dg.AssetKey) -> set[str]:
         del os.environ["DAGSTER_HOME"]
 
 
+def _progress_line(output: str, asset: str) -> str:
+    """The final state of an asset's progress bar, as the command leaves it on stderr."""
+    lines = [line for line in output.splitlines() if line.lstrip().startswith(asset + " ")]
+    assert lines, f"no progress bar for {asset} in:\n{output}"
+    return lines[-1]
+
+
 def _days(start: date, end: date) -> set[str]:
     return {(start + timedelta(days=i)).isoformat() for i in range((end - start).days + 1)}
 
@@ -100,6 +107,7 @@ def test_backfill_command_on_a_server_given_by_url(
             CTGOV_BASE_URL=server.url,
             CTGOV_SCOPE="all",
             BIOLOUPE_START_DATE="2006-01-01",
+            COLUMNS="160",  # the bars' width when stderr is not a terminal
         )
         command = [*CLI, "backfill", "--from", str(start), "--to", str(end)]
         command += ["--source", "clinicaltrials_gov"]
@@ -115,6 +123,12 @@ def test_backfill_command_on_a_server_given_by_url(
     assert done.returncode == 0, done.stderr
     assert "inserted" in done.stdout and "core/trials" in done.stdout
     assert count(database_url, "core.trials") == expected >= 1
+    total_days = len(_days(start, end))
+    for key in (CLINICALTRIALS_LANDING_KEY, TRIALS_KEY):
+        bar = _progress_line(done.stderr, key.to_user_string())
+        assert f"{total_days}/{total_days} days" in bar
+        assert "docs/s" in bar
+    assert f"{expected} docs" in _progress_line(done.stderr, "raw/clinicaltrials_gov")
     for key in (CLINICALTRIALS_LANDING_KEY, TRIALS_KEY):
         assert _materialized(dagster_instance_home, key) == _days(start, end)
     assert not (tmp_path / ".bioloupe").exists()  # nothing embedded was started
