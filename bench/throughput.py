@@ -120,6 +120,7 @@ class CliRun:
     peak_rss_sampled_bytes: int
     peak_rss_kernel_bytes: int
     rss_samples: int
+    rss_timeline: list[tuple[float, int]] = field(default_factory=list)
     steps: dict[str, float] = field(default_factory=dict)
     run_seconds: float = 0.0
     requests: int = 0
@@ -161,10 +162,14 @@ class RssSampler:
     only: the command starts none of its own."""
 
     REFRESH = 10
+    TIMELINE_SECONDS = 5.0
 
     def __init__(self, pid: int, interval: float = SAMPLE_SECONDS) -> None:
         self.peak = 0
         self.samples = 0
+        # (seconds since start, RSS): whether memory levels off or keeps growing with the range
+        self.timeline: list[tuple[float, int]] = []
+        self._started = time.perf_counter()
         self._root = psutil.Process(pid)
         self._tree = [self._root]
         self._interval = interval
@@ -196,6 +201,9 @@ class RssSampler:
                 continue
         self.samples += 1
         self.peak = max(self.peak, total)
+        elapsed = time.perf_counter() - self._started
+        if not self.timeline or elapsed - self.timeline[-1][0] >= self.TIMELINE_SECONDS:
+            self.timeline.append((round(elapsed, 1), total))
 
 
 def backfill(
@@ -246,6 +254,7 @@ def backfill(
         peak_rss_sampled_bytes=sampler.peak,
         peak_rss_kernel_bytes=kernel_peak,
         rss_samples=sampler.samples,
+        rss_timeline=sampler.timeline,
         steps=steps,
         run_seconds=run_seconds,
         requests=replay_requests(server_url) - requests_before,
@@ -387,7 +396,19 @@ def run_rows(name: str, run: CliRun, pipeline: dict[str, Any] | None) -> list[Ro
             )
         )
     rows.append(Row(f"{name}: peak RSS", megabytes(run.peak_rss_bytes)))
+    if len(run.rss_timeline) >= 4:
+        rows.append(Row(f"{name}: RSS over the run", rss_course(run.rss_timeline)))
     return rows
+
+
+def rss_course(timeline: Sequence[tuple[float, int]]) -> str:
+    """The highest RSS up to each quarter of the run: flat, or still growing at the end."""
+    end = timeline[-1][0]
+    quarters = []
+    for quarter in (1, 2, 3, 4):
+        upto = [rss for seconds, rss in timeline if seconds <= end * quarter / 4]
+        quarters.append(f"{quarter}/4: {megabytes(max(upto, default=0))}")
+    return " · ".join(quarters)
 
 
 def rss_row(short: CliRun, long: CliRun) -> Row:
