@@ -112,8 +112,7 @@ def _states(
 def _window_days(
     partitions_def: dg.TimeWindowPartitionsDefinition, start: date, end: date
 ) -> list[date]:
-    first = partitions_def.start.date()
-    return [day for day in days_between(max(start, first), end) if day >= first]
+    return days_between(max(start, partitions_def.start.date()), end)
 
 
 def coverage(
