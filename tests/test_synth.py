@@ -282,3 +282,12 @@ def test_a_few_thousand_studies_are_generated(tmp_path: Path) -> None:
     assert summary.studies == len(studies) == 4000
     assert len({_nct_id(study) for study in studies}) == 4000
     assert summary.bytes > 4000 * 8_000
+
+
+def test_each_day_is_reported_as_it_is_written_with_its_size(tmp_path: Path) -> None:
+    reported: list[tuple[date, int]] = []
+    summary = write_synthetic(
+        tmp_path, 3, 4, seed=2, end=date(2024, 1, 31), on_day=lambda d, n: reported.append((d, n))
+    )
+    assert [day for day, _ in reported] == [date(2024, 1, 29), date(2024, 1, 30), date(2024, 1, 31)]
+    assert sum(size for _, size in reported) == summary.bytes
