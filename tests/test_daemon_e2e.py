@@ -345,7 +345,7 @@ UI_PAGES: dict[str, tuple[str, str | None, list[str | re.Pattern[str]]]] = {
     "daily-partitions": (
         "/assets/core/trials?view=partitions",
         None,
-        [re.compile(r"^Materialized \(\d+\)$"), "Missing (0)"],
+        [re.compile(r"^Materialized \(\d+\)$"), re.compile(r"^Missing \(\d+\)$")],
     ),
     "landscape-grid": ("/assets/analytics/landscape?view=partitions", None, TUMOR_AREAS_SHOWN),
     "row-count-plots": ("/assets/core/trials?view=overview", "Plots", ["dagster/row_count"]),
@@ -355,6 +355,16 @@ UI_PAGES: dict[str, tuple[str, str | None, list[str | re.Pattern[str]]]] = {
         ["daily_catch_up_sensor", "drugs_registration_sensor", "clinicaltrials_gov_daily_schedule"],
     ),
 }
+
+
+def _partition_counts(stack: Stack) -> set[str]:
+    """What the partitions page of `core/trials` must count: every day up to the end of the
+    catch-up window is materialized. Before the schedule's hour, yesterday's run is not due
+    yet, so yesterday is missing until then."""
+    last_due = stack.windows[CLINICALTRIALS_JOB_NAME][-1]
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    materialized = len(days_between(stack.first_day, last_due))
+    return {f"Materialized ({materialized})", f"Missing ({(yesterday - last_due).days})"}
 
 
 @pytest.mark.parametrize("name", list(UI_PAGES))
@@ -370,8 +380,8 @@ def test_the_ui_shows_it_in_a_real_browser(stack: Stack, name: str, tmp_path: Pa
         for text in expected:
             shown = page.get_by_text(text, exact=True).first
             shown.wait_for(state="visible")
-            if isinstance(text, re.Pattern):  # every partition of the window is materialized
-                assert shown.inner_text() == f"Materialized ({HISTORY})"
+            if isinstance(text, re.Pattern):
+                assert shown.inner_text() in _partition_counts(stack)
         if button:
             shown.scroll_into_view_if_needed()
         page.screenshot(path=str(folder / f"{name}.png"))
