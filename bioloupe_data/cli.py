@@ -43,8 +43,6 @@ def _print_report(report: BackfillReport) -> None:
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
-    import dagster as dg
-
     from bioloupe_data import local
     from bioloupe_data.definitions import defs
     from bioloupe_data.runner import BackfillError, run_backfill, selected_assets
@@ -52,7 +50,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     local.prepare()
     try:
         keys = selected_assets(args.source, args.select)
-        with dg.DagsterInstance.get() as instance:
+        with local.dagster_instance() as instance:
             report = run_backfill(defs(), instance, keys, args.start, args.end, console=console)
     except BackfillError as exc:
         console.print(f"[red]error:[/red] {exc}")

@@ -53,7 +53,7 @@ def run_demo(days: int, per_day: int, console: Console) -> int:
     with ReplayServer(data_dir) as server:
         os.environ["CTGOV_BASE_URL"] = server.url
         os.environ["PUBMED_BASE_URL"] = server.url
-        with dg.DagsterInstance.get() as instance:
+        with local.dagster_instance() as instance:
             report = run_backfill(
                 defs(),
                 instance,
