@@ -81,7 +81,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if asset is not None and not definitions.resolve_asset_graph().has(asset):
         console.print(f"[red]error:[/red] no asset {args.asset}")
         return 2
-    with dg.DagsterInstance.get() as instance:
+    with local.dagster_instance() as instance:
         report = coverage(definitions, instance, start, end, asset)
     render_terminal(report, Console(width=None if sys.stdout.isatty() else 160))
     out = Path(args.out) if args.out else local.bioloupe_home() / "status"

@@ -32,7 +32,7 @@ from conftest import (
     stop_embedded_server,
     url_for,
 )
-from warehouse_helpers import count, link_files, warehouse_digest
+from warehouse_helpers import count, link_files, sessions_opened, warehouse_digest
 
 CLI = [str(Path(sys.executable).with_name("bioloupe-data"))]
 KILL_DAYS, KILL_PER_DAY = 10, 250
@@ -302,7 +302,7 @@ def test_demo_runs_on_the_embedded_server_and_a_second_demo_changes_nothing(
 
 
 def test_backfill_of_one_source_then_of_both_over_one_range(
-    tmp_path: Path, database_url: str, dagster_instance_home: Path
+    tmp_path: Path, database_url: str, dagster_storage_url: str, dagster_instance_home: Path
 ) -> None:
     end = date(2024, 5, 3)
     start = end - timedelta(days=2)
@@ -331,10 +331,15 @@ def test_backfill_of_one_source_then_of_both_over_one_range(
         assert count(database_url, "core.publications") == summary.articles == 18
         assert count(database_url, "raw.documents", "source = 'clinicaltrials_gov'") == 0
 
+        storage_sessions = sessions_opened(dagster_storage_url)
         both = subprocess.run(
             command, env=env, capture_output=True, text=True, timeout=300, check=False
         )
         assert both.returncode == 0, both.stderr
+        storage_sessions = sessions_opened(dagster_storage_url) - storage_sessions
+    # The command keeps its Dagster storage connection (18 sessions here, opening the instance's
+    # storages included) instead of one per event written or read (473 for these 3 days).
+    assert storage_sessions <= 60
     assert count(database_url, "core.trials") == summary.studies == 24
     assert count(database_url, "core.publications") == 18
     assert "raw/pubmed" in both.stdout and "raw/clinicaltrials_gov" in both.stdout

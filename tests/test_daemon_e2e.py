@@ -345,7 +345,7 @@ UI_PAGES: dict[str, tuple[str, str | None, list[str | re.Pattern[str]]]] = {
     "daily-partitions": (
         "/assets/core/trials?view=partitions",
         None,
-        [re.compile(r"^Materialized \((\d+)\)$"), re.compile(r"^Missing \((\d+)\)$")],
+        [re.compile(r"^(Materialized) \((\d+)\)$"), re.compile(r"^(Missing) \((\d+)\)$")],
     ),
     "landscape-grid": ("/assets/analytics/landscape?view=partitions", None, TUMOR_AREAS_SHOWN),
     "row-count-plots": ("/assets/core/trials?view=overview", "Plots", ["dagster/row_count"]),
@@ -383,9 +383,10 @@ def test_the_ui_shows_it_in_a_real_browser(stack: Stack, name: str, tmp_path: Pa
             shown = page.get_by_text(text, exact=True).first
             shown.wait_for(state="visible")
             if isinstance(text, re.Pattern):
-                found = text.match(shown.inner_text())
-                assert found, shown.inner_text()
-                counts[shown.inner_text().split(" (")[0]] = int(found.group(1))
+                label = shown.inner_text()
+                found = text.match(label)
+                assert found, label
+                counts[found.group(1)] = int(found.group(2))
         if counts:
             _check_partition_counts(stack, counts)
         if button:

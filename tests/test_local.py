@@ -3,10 +3,11 @@
 from pathlib import Path
 
 import dagster as dg
-import psycopg
 import pytest
 
 from bioloupe_data import local
+
+from warehouse_helpers import sessions_opened
 
 
 @pytest.fixture
@@ -49,16 +50,6 @@ def test_settings_the_user_made_are_kept(
     assert not (tmp_path / "mine" / "dagster.yaml").exists()
 
 
-def _sessions_opened(url: str) -> int:
-    """Sessions ever opened on the database of `url` (counted as each one ends)."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
-        ).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
 def _storage_reads(instance: dg.DagsterInstance, times: int) -> None:
     for _ in range(times):
         instance.get_runs(limit=1)
@@ -72,12 +63,12 @@ def test_the_commands_instance_keeps_its_storage_connection_instead_of_one_per_c
     local.prepare()
     reads = 20
     with dg.DagsterInstance.get() as plain:
-        before = _sessions_opened(database_url)
+        before = sessions_opened(database_url)
         _storage_reads(plain, reads)
-        per_call = _sessions_opened(database_url) - before - 1
+        per_call = sessions_opened(database_url) - before - 1
     with local.dagster_instance() as pooled:
-        before = _sessions_opened(database_url)
+        before = sessions_opened(database_url)
         _storage_reads(pooled, reads)
-        kept = _sessions_opened(database_url) - before - 1
+        kept = sessions_opened(database_url) - before - 1
     assert per_call >= 2 * reads  # dagster-postgres's default: a connection per call
     assert kept <= 2

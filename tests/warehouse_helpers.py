@@ -25,6 +25,17 @@ def count(url: str, table: str, where: str = "TRUE") -> int:
     return int(row[0])
 
 
+def sessions_opened(url: str) -> int:
+    """Sessions ever opened on the database of `url`. PostgreSQL counts a session as it ends, so
+    the one reading this is not among them yet, but is in the next reading."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 def digest(url: str, table: str) -> str:
     """The project's digest of `table` (write-time columns left out)."""
     with psycopg.connect(url) as conn:
