@@ -34,7 +34,8 @@ from bioloupe_data.sources.clinicaltrials import (
     study_identity,
 )
 from bioloupe_data.sources.http import SourceError
-from bioloupe_data.warehouse.documents import DeadLetter, Document
+from bioloupe_data.warehouse.documents import DOCUMENTS, DeadLetter, Document
+from bioloupe_data.warehouse.statistics import GrowingTables
 from bioloupe_data.warehouse.upsert import Table
 
 __all__ = ["TRIALS_SPEC", "LandedDay", "NormalizedDay", "days_between", "land_range"]
@@ -158,6 +159,7 @@ def land_range(
             yield page.studies
 
     results: list[LandedDay] = []
+    growing = GrowingTables([DOCUMENTS])
 
     def committed(result: LandedDay) -> None:
         results.append(result)
@@ -167,7 +169,7 @@ def land_range(
     def land(day: date, items: Iterable[Document | DeadLetter]) -> Callable[..., LandedDay]:
         def work(conn: psycopg.Connection) -> LandedDay:
             chunk = Chunk(start, end, total[0])
-            return land_day(conn, SOURCE, day, items, run_id=run_id, chunk=chunk)
+            return land_day(conn, SOURCE, day, items, run_id=run_id, chunk=chunk, growing=growing)
 
         return work
 

@@ -17,6 +17,7 @@ from bioloupe_data.warehouse.documents import (
     record_dead_letters,
     record_fetch,
 )
+from bioloupe_data.warehouse.statistics import GrowingTables
 from bioloupe_data.warehouse.upsert import UpsertCounts
 
 
@@ -51,8 +52,10 @@ def land_day(
     *,
     run_id: str,
     chunk: Chunk,
+    growing: GrowingTables | None = None,
 ) -> LandedDay:
-    """Land one day's documents and dead letters and record the fetch, all or nothing."""
+    """Land one day's documents and dead letters and record the fetch, all or nothing; with
+    `growing` (the range's `raw.documents`), its statistics are refreshed first when due."""
     result = LandedDay(day, source_total=chunk.source_total)
     letters: list[DeadLetter] = []
 
@@ -64,6 +67,8 @@ def land_day(
             else:
                 yield item
 
+    if growing is not None:
+        growing.analyze_if_grown(conn)
     with conn.transaction():
         _, counts = land_documents(conn, source, documents())
         record_dead_letters(conn, source, run_id, letters)
@@ -86,4 +91,6 @@ def land_day(
                 dead_letters=len(letters),
             ),
         )
+    if growing is not None:
+        growing.wrote(result.counts.inserted)
     return result

@@ -17,6 +17,7 @@ from psycopg import sql
 from bioloupe_data.memory import paused_gc
 from bioloupe_data.pipelines.workers import DayWorkers
 from bioloupe_data.warehouse.documents import DeadLetter, record_dead_letters
+from bioloupe_data.warehouse.statistics import GrowingTables
 from bioloupe_data.warehouse.upsert import (
     Table,
     UpsertCounts,
@@ -101,6 +102,7 @@ def normalize_days(
     days = list(days)
     landed = _landed_counts(conns[0], spec.source, days)
     versions = _normalized_versions(conns[0], spec.source, days)
+    growing = GrowingTables([spec.parent, *spec.children.values()])
     results: list[NormalizedDay] = []
 
     def committed(result: NormalizedDay) -> None:
@@ -122,7 +124,7 @@ def normalize_days(
             full = versions.get(day) != spec.version
             workers.submit(
                 lambda conn, day=day, full=full: _normalize_landed_day(
-                    conn, spec, day, landed[day], run_id, full=full
+                    conn, spec, day, landed[day], run_id, full=full, growing=growing
                 )
             )
     return sorted(results, key=lambda r: r.day)
@@ -136,7 +138,9 @@ def _normalize_landed_day(
     run_id: str,
     *,
     full: bool,
+    growing: GrowingTables,
 ) -> NormalizedDay:
+    growing.analyze_if_grown(conn)
     with conn.transaction():
         result = _normalize_day(conn, spec, day, run_id, full=full)
         result.unchanged_unread = landed - result.documents
@@ -144,6 +148,7 @@ def _normalize_landed_day(
         result.rows[spec.parent.name] += result.unchanged_unread
         result.documents = landed
         _record_normalized_day(conn, spec, day, run_id)
+    growing.wrote(result.counts[spec.parent.name].inserted)
     return result
 
 

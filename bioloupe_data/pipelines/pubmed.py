@@ -36,7 +36,8 @@ from bioloupe_data.sources.pubmed.parser import (
     iter_pubmed_xml,
     parse_article,
 )
-from bioloupe_data.warehouse.documents import DeadLetter, Document
+from bioloupe_data.warehouse.documents import DOCUMENTS, DeadLetter, Document
+from bioloupe_data.warehouse.statistics import GrowingTables
 from bioloupe_data.warehouse.upsert import Table, copy_rows
 
 PUBLICATIONS = Table(
@@ -172,11 +173,12 @@ def land_range(
     conn = connections if isinstance(connections, psycopg.Connection) else connections[0]
     total, letters = spool_range(conn, client, start, end)
     chunk = Chunk(start, end, total)
+    growing = GrowingTables([DOCUMENTS])
     results = []
     for day in days_between(start, end):
         items: list[Document | DeadLetter] = list(_spooled(conn, day))
         items += letters.get(day, [])
-        result = land_day(conn, SOURCE, day, items, run_id=run_id, chunk=chunk)
+        result = land_day(conn, SOURCE, day, items, run_id=run_id, chunk=chunk, growing=growing)
         results.append(result)
         if on_day:
             on_day(result)

@@ -77,8 +77,15 @@ def as_sqlalchemy_psycopg2_url(url: str) -> str:
 def connect(url: str) -> Iterator[psycopg.Connection]:
     """An autocommit connection: every unit of work opens its own `conn.transaction()`, which is
     then a real transaction (not a savepoint inside an implicit one that closing would roll
-    back)."""
+    back).
+
+    Statements are never prepared on the server: a prepared statement keeps the generic plan
+    it got while a table was small (a range backfill starts on empty tables), so a merge planned
+    as a sequential scan of a few hundred rows would go on scanning the whole table every day,
+    a cost that grows with the table. Planned each time, the same statement probes the key's
+    index once the table is large."""
     conn = psycopg.connect(url, autocommit=True, application_name="bioloupe-data")
+    conn.prepare_threshold = None
     try:
         _prefer_lz4(conn)
         yield conn

@@ -270,7 +270,6 @@ def sync_children(
                 new=_prefixed("excluded", updatable),
             ),
             (keys,),
-            prepare=False,
         ).fetchall()
         counts.inserted = sum(1 for (was_insert,) in returned if was_insert)
         counts.updated = len(returned) - counts.inserted

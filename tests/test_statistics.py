@@ -1,0 +1,158 @@
+"""A range keeps the planner's statistics of the tables it fills, and its statements are planned
+for the table as it is, not as it was when the range started on an empty one."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+
+import psycopg
+import pytest
+
+from bioloupe_data.pipelines.clinicaltrials import TRIALS_SPEC, _to_document
+from bioloupe_data.pipelines.landing import Chunk, land_day
+from bioloupe_data.pipelines.normalize import normalize_days
+from bioloupe_data.warehouse import statistics
+from bioloupe_data.warehouse.database import connect
+from bioloupe_data.warehouse.documents import DOCUMENTS, Document, land_documents
+from bioloupe_data.warehouse.migrate import migrate
+from bioloupe_data.warehouse.statistics import GrowingTables
+from bioloupe_data.warehouse.upsert import Table
+
+from conftest import CTGOV_DATA
+
+GROWING = Table("public", "growing", ("id",), ("id",))
+
+
+@pytest.fixture
+def conn(database_url: str) -> Iterator[psycopg.Connection]:
+    with connect(database_url) as connection:
+        migrate(connection)
+        yield connection
+
+
+def _rows_described(conn: psycopg.Connection, table: str) -> float:
+    row = conn.execute(
+        "SELECT reltuples FROM pg_class WHERE oid = %s::regclass", (table,)
+    ).fetchone()
+    assert row is not None
+    return float(row[0])
+
+
+def _grow(conn: psycopg.Connection, tables: GrowingTables, rows: int) -> None:
+    conn.execute(
+        "INSERT INTO growing SELECT (SELECT coalesce(max(id), 0) FROM growing) + g "
+        "FROM generate_series(1, %s) AS g",
+        (rows,),
+    )
+    tables.wrote(rows)
+
+
+def test_a_table_is_analyzed_each_time_it_has_doubled_since_its_statistics(
+    conn: psycopg.Connection,
+) -> None:
+    conn.execute("CREATE TABLE growing (id int PRIMARY KEY)")
+    tables = GrowingTables([GROWING], min_new_rows=100)
+
+    _grow(conn, tables, 99)
+    assert not tables.analyze_if_grown(conn)
+    assert _rows_described(conn, "growing") == -1  # never analyzed
+
+    _grow(conn, tables, 1)
+    assert tables.analyze_if_grown(conn)
+    assert _rows_described(conn, "growing") == 100
+
+    _grow(conn, tables, 99)
+    assert not tables.analyze_if_grown(conn)
+    assert _rows_described(conn, "growing") == 100
+
+    _grow(conn, tables, 1)
+    assert tables.analyze_if_grown(conn)
+    assert _rows_described(conn, "growing") == 200
+    assert tables.analyzed == 2
+
+
+def test_a_small_increment_into_a_large_analyzed_table_is_not_analyzed_again(
+    conn: psycopg.Connection,
+) -> None:
+    conn.execute("CREATE TABLE growing (id int PRIMARY KEY)")
+    conn.execute("INSERT INTO growing SELECT generate_series(1, 20000)")
+    conn.execute("ANALYZE growing")
+    tables = GrowingTables([GROWING], min_new_rows=100)
+
+    _grow(conn, tables, 19_999)
+    assert not tables.analyze_if_grown(conn)
+    assert _rows_described(conn, "growing") == 20_000
+
+    _grow(conn, tables, 1)
+    assert tables.analyze_if_grown(conn)
+    assert _rows_described(conn, "growing") == 40_000
+
+
+def test_a_range_into_an_empty_warehouse_leaves_statistics_on_every_table_it_filled(
+    conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(statistics, "MIN_NEW_ROWS", 10)
+    documents = [
+        _to_document(json.loads(p.read_text())) for p in sorted(CTGOV_DATA.glob("NCT*.json"))[:80]
+    ]
+    days = sorted({d.partition_date for d in documents})
+    landing = GrowingTables([DOCUMENTS])
+    for day in days:
+        items = [d for d in documents if d.partition_date == day]
+        land_day(
+            conn,
+            TRIALS_SPEC.source,
+            day,
+            items,
+            run_id="t",
+            chunk=Chunk(day, day, None),
+            growing=landing,
+        )
+    assert landing.analyzed > 0
+    assert _rows_described(conn, "raw.documents") > 0
+
+    normalize_days(conn, TRIALS_SPEC, days, run_id="t")
+
+    for table in ("core.trials", "core.trial_sites", "core.trial_conditions"):
+        assert _rows_described(conn, table) > 0, table
+
+
+def _document(doc_id: str) -> Document:
+    return Document(
+        doc_id=doc_id,
+        payload_json=json.dumps({"id": doc_id}),
+        source_updated_at=datetime(2024, 1, 2, tzinfo=UTC),
+        version_key="v1",
+        content_hash=doc_id,
+        partition_date=date(2024, 1, 2),
+    )
+
+
+def test_a_merge_run_first_on_an_empty_table_probes_the_key_once_the_table_is_large(
+    conn: psycopg.Connection,
+) -> None:
+    """Planned once on an empty table and kept, the merge would go on reading the whole table:
+    each day of a long backfill would cost more than the one before."""
+    for i in range(10):  # more executions than it takes a client to prepare a statement
+        with conn.transaction():
+            land_documents(conn, "test", [_document(f"early-{i}")])
+    conn.execute(
+        """
+        INSERT INTO raw.documents
+            (source, doc_id, payload, source_updated_at, version_key, content_hash,
+             partition_date, landed_at)
+        SELECT 'test', 'bulk-' || g, '{}'::jsonb, now(), 'v1', 'h', '2024-01-01', now()
+        FROM generate_series(1, 300000) AS g
+        """
+    )
+
+    scans = "SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relid = 'raw.documents'::regclass"
+    with conn.transaction():  # the counter is read in one transaction: it cannot be flushed
+        before = conn.execute(scans).fetchone()
+        _, counts = land_documents(conn, "test", [_document("late")])
+        after = conn.execute(scans).fetchone()
+
+    assert counts.inserted == 1
+    assert before == after
