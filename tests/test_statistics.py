@@ -10,12 +10,14 @@ from datetime import UTC, date, datetime
 import psycopg
 import pytest
 
-from bioloupe_data.pipelines.clinicaltrials import TRIALS_SPEC, _to_document
-from bioloupe_data.pipelines.landing import Chunk, land_day
+from bioloupe_data.pipelines.clinicaltrials import TRIALS_SPEC, _to_document, land_range
+from bioloupe_data.pipelines.landing import days_between
 from bioloupe_data.pipelines.normalize import normalize_days
+from bioloupe_data.replay.server import ReplayServer
+from bioloupe_data.sources.clinicaltrials import ClinicalTrialsClient
 from bioloupe_data.warehouse import statistics
 from bioloupe_data.warehouse.database import connect
-from bioloupe_data.warehouse.documents import DOCUMENTS, Document, land_documents
+from bioloupe_data.warehouse.documents import Document, land_documents
 from bioloupe_data.warehouse.migrate import migrate
 from bioloupe_data.warehouse.statistics import GrowingTables
 from bioloupe_data.warehouse.upsert import Table
@@ -40,13 +42,17 @@ def _rows_described(conn: psycopg.Connection, table: str) -> float:
     return float(row[0])
 
 
-def _grow(conn: psycopg.Connection, tables: GrowingTables, rows: int) -> None:
+def _grow_then_analyze(
+    conn: psycopg.Connection, tables: GrowingTables, rows: int
+) -> tuple[bool, float]:
+    """Write `rows` more rows, count them, and ask for statistics: (analyzed, rows described)."""
     conn.execute(
         "INSERT INTO growing SELECT (SELECT coalesce(max(id), 0) FROM growing) + g "
         "FROM generate_series(1, %s) AS g",
         (rows,),
     )
     tables.wrote(rows)
+    return tables.analyze_if_grown(conn), _rows_described(conn, "growing")
 
 
 def test_a_table_is_analyzed_each_time_it_has_doubled_since_its_statistics(
@@ -55,21 +61,10 @@ def test_a_table_is_analyzed_each_time_it_has_doubled_since_its_statistics(
     conn.execute("CREATE TABLE growing (id int PRIMARY KEY)")
     tables = GrowingTables([GROWING], min_new_rows=100)
 
-    _grow(conn, tables, 99)
-    assert not tables.analyze_if_grown(conn)
-    assert _rows_described(conn, "growing") == -1  # never analyzed
-
-    _grow(conn, tables, 1)
-    assert tables.analyze_if_grown(conn)
-    assert _rows_described(conn, "growing") == 100
-
-    _grow(conn, tables, 99)
-    assert not tables.analyze_if_grown(conn)
-    assert _rows_described(conn, "growing") == 100
-
-    _grow(conn, tables, 1)
-    assert tables.analyze_if_grown(conn)
-    assert _rows_described(conn, "growing") == 200
+    assert _grow_then_analyze(conn, tables, 99) == (False, -1)  # never analyzed
+    assert _grow_then_analyze(conn, tables, 1) == (True, 100)
+    assert _grow_then_analyze(conn, tables, 99) == (False, 100)
+    assert _grow_then_analyze(conn, tables, 1) == (True, 200)
     assert tables.analyzed == 2
 
 
@@ -81,39 +76,26 @@ def test_a_small_increment_into_a_large_analyzed_table_is_not_analyzed_again(
     conn.execute("ANALYZE growing")
     tables = GrowingTables([GROWING], min_new_rows=100)
 
-    _grow(conn, tables, 19_999)
-    assert not tables.analyze_if_grown(conn)
-    assert _rows_described(conn, "growing") == 20_000
-
-    _grow(conn, tables, 1)
-    assert tables.analyze_if_grown(conn)
-    assert _rows_described(conn, "growing") == 40_000
+    assert _grow_then_analyze(conn, tables, 19_999) == (False, 20_000)
+    assert _grow_then_analyze(conn, tables, 1) == (True, 40_000)
 
 
 def test_a_range_into_an_empty_warehouse_leaves_statistics_on_every_table_it_filled(
-    conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+    conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch, ctgov_replay: ReplayServer
 ) -> None:
     monkeypatch.setattr(statistics, "MIN_NEW_ROWS", 10)
-    documents = [
-        _to_document(json.loads(p.read_text())) for p in sorted(CTGOV_DATA.glob("NCT*.json"))[:80]
-    ]
-    days = sorted({d.partition_date for d in documents})
-    landing = GrowingTables([DOCUMENTS])
-    for day in days:
-        items = [d for d in documents if d.partition_date == day]
-        land_day(
-            conn,
-            TRIALS_SPEC.source,
-            day,
-            items,
-            run_id="t",
-            chunk=Chunk(day, day, None),
-            growing=landing,
-        )
-    assert landing.analyzed > 0
+    documents = [_to_document(json.loads(p.read_text())) for p in CTGOV_DATA.glob("NCT*.json")]
+    newest = sorted(d.partition_date for d in documents)[-80:]
+    start, end = newest[0], newest[-1]
+    client = ClinicalTrialsClient.create(ctgov_replay.url, "all")
+    try:
+        landed = land_range(conn, client, start, end, run_id="t")
+    finally:
+        client.close()
+    assert sum(d.counts.inserted for d in landed) >= 80
     assert _rows_described(conn, "raw.documents") > 0
 
-    normalize_days(conn, TRIALS_SPEC, days, run_id="t")
+    normalize_days(conn, TRIALS_SPEC, days_between(start, end), run_id="t")
 
     for table in ("core.trials", "core.trial_sites", "core.trial_conditions"):
         assert _rows_described(conn, table) > 0, table

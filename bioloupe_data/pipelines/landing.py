@@ -52,10 +52,10 @@ def land_day(
     *,
     run_id: str,
     chunk: Chunk,
-    growing: GrowingTables | None = None,
+    growing: GrowingTables,
 ) -> LandedDay:
-    """Land one day's documents and dead letters and record the fetch, all or nothing; with
-    `growing` (the range's `raw.documents`), its statistics are refreshed first when due."""
+    """Land one day's documents and dead letters and record the fetch, all or nothing.
+    `growing` is the range's `raw.documents`: its statistics are refreshed first when due."""
     result = LandedDay(day, source_total=chunk.source_total)
     letters: list[DeadLetter] = []
 
@@ -67,8 +67,7 @@ def land_day(
             else:
                 yield item
 
-    if growing is not None:
-        growing.analyze_if_grown(conn)
+    growing.analyze_if_grown(conn)
     with conn.transaction():
         _, counts = land_documents(conn, source, documents())
         record_dead_letters(conn, source, run_id, letters)
@@ -91,6 +90,5 @@ def land_day(
                 dead_letters=len(letters),
             ),
         )
-    if growing is not None:
-        growing.wrote(result.counts.inserted)
+    growing.wrote(result.counts.inserted)
     return result
