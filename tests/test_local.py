@@ -1,8 +1,11 @@
 """The local environment the command line prepares."""
 
+import threading
+import time
 from pathlib import Path
 
 import dagster as dg
+import psycopg
 import pytest
 
 from bioloupe_data import local
@@ -72,3 +75,53 @@ def test_the_commands_instance_keeps_its_storage_connection_instead_of_one_per_c
         kept = sessions_opened(database_url) - before - 1
     assert per_call >= 2 * reads  # dagster-postgres's default: a connection per call
     assert kept <= 2
+
+
+def _wait_for_a_session_waiting_on_a_lock(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            waiting = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ).fetchone()
+            if waiting and waiting[0]:
+                return
+            time.sleep(0.05)
+    raise AssertionError("no session began waiting on the table being created")
+
+
+def test_a_command_opening_storage_another_is_creating_waits_and_uses_it(
+    dagster_home: Path, dagster_storage_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Commands started together on a new storage database both create Dagster's tables; the
+    one that loses a table to the other must still start."""
+    monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
+    with dg.DagsterInstance.get():
+        pass
+    # Another command has created the run tables and is creating `instance_info` right now.
+    with psycopg.connect(dagster_storage_url, autocommit=True) as conn:
+        conn.execute("DROP TABLE instance_info")
+    other = psycopg.connect(dagster_storage_url)
+    try:
+        other.execute("CREATE TABLE instance_info (id BIGSERIAL PRIMARY KEY, run_storage_id TEXT)")
+        failures: list[BaseException] = []
+        runs: list[int] = []
+
+        def open_storage() -> None:
+            try:
+                with local.dagster_instance() as instance:
+                    runs.append(len(instance.get_runs()))
+            except BaseException as error:  # reported by the assertion below
+                failures.append(error)
+
+        command = threading.Thread(target=open_storage)
+        command.start()
+        _wait_for_a_session_waiting_on_a_lock(dagster_storage_url)
+        other.commit()
+        command.join(timeout=60)
+    finally:
+        other.close()
+    assert not command.is_alive()
+    assert failures == []
+    assert runs == [0]
