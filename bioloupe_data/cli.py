@@ -45,13 +45,18 @@ def _print_report(report: BackfillReport) -> None:
 def cmd_backfill(args: argparse.Namespace) -> int:
     from bioloupe_data import local
     from bioloupe_data.definitions import defs
+    from bioloupe_data.memory import set_aside_what_lives_for_the_command
     from bioloupe_data.runner import BackfillError, run_backfill, selected_assets
 
     local.prepare()
     try:
         keys = selected_assets(args.source, args.select)
+        definitions = defs()
         with local.dagster_instance() as instance:
-            report = run_backfill(defs(), instance, keys, args.start, args.end, console=console)
+            set_aside_what_lives_for_the_command()
+            report = run_backfill(
+                definitions, instance, keys, args.start, args.end, console=console
+            )
     except BackfillError as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2

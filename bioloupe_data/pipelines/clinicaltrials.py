@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 import psycopg
 
+from bioloupe_data.memory import paused_gc
 from bioloupe_data.pipelines.landing import Chunk, LandedDay, days_between, land_day
 from bioloupe_data.pipelines.normalize import (
     BOOKKEEPING_COLUMNS,
@@ -102,33 +103,34 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:16]
 
 
-def _classified(
-    pages: Iterable[list[Any]], start: date, end: date
-) -> Iterator[tuple[date, Document | DeadLetter]]:
+class _Classifier:
     """Each study with the day it belongs to; a study that cannot be landed becomes a dead
     letter of the day being read when it arrived."""
-    current = start
-    for studies in pages:
-        for study in studies:
-            try:
-                document = _to_document(study)
-            except StudyParseError as exc:
-                yield current, _dead_letter(study, current, exc.reason, str(exc), "landing")
-                continue
-            if not start <= document.partition_date <= end:
-                detail = f"last update {document.partition_date} outside {start}..{end}"
-                yield (
-                    current,
-                    _dead_letter(study, current, "outside_requested_range", detail, "landing"),
-                )
-                continue
-            if document.partition_date < current:
-                raise SourceError(
-                    f"{SOURCE}: studies not sorted by LastUpdatePostDate "
-                    f"({document.doc_id} dated {document.partition_date} after {current})"
-                )
-            current = document.partition_date
-            yield current, document
+
+    def __init__(self, start: date, end: date) -> None:
+        self.start = start
+        self.end = end
+        self.current = start
+
+    def page(self, studies: list[Any]) -> list[tuple[date, Document | DeadLetter]]:
+        return [self._classify(study) for study in studies]
+
+    def _classify(self, study: Any) -> tuple[date, Document | DeadLetter]:
+        try:
+            document = _to_document(study)
+        except StudyParseError as exc:
+            return self.current, _dead_letter(study, self.current, exc.reason, str(exc), "landing")
+        if not self.start <= document.partition_date <= self.end:
+            detail = f"last update {document.partition_date} outside {self.start}..{self.end}"
+            letter = _dead_letter(study, self.current, "outside_requested_range", detail, "landing")
+            return self.current, letter
+        if document.partition_date < self.current:
+            raise SourceError(
+                f"{SOURCE}: studies not sorted by LastUpdatePostDate "
+                f"({document.doc_id} dated {document.partition_date} after {self.current})"
+            )
+        self.current = document.partition_date
+        return self.current, document
 
 
 def _dead_letter(study: Any, day: date, reason: str, detail: str, stage: str) -> DeadLetter:
@@ -152,11 +154,21 @@ def land_range(
     conns = [connections] if isinstance(connections, psycopg.Connection) else list(connections)
     total: list[int | None] = [None]
 
-    def pages() -> Iterator[list[Any]]:
-        for page in client.iter_pages(start, end):
-            if page.page_number == 0:
-                total[0] = page.total_count
-            yield page.studies
+    def classified() -> Iterator[tuple[date, Document | DeadLetter]]:
+        """A page of parsed JSON is a few hundred thousand objects: it is turned into documents
+        and let go with the collector paused, so no collection ever walks it."""
+        classifier = _Classifier(start, end)
+        pages = client.iter_pages(start, end)
+        while True:
+            with paused_gc():
+                page = next(pages, None)
+                if page is None:
+                    return
+                if page.page_number == 0:
+                    total[0] = page.total_count
+                items = classifier.page(page.studies)
+                del page
+            yield from items
 
     results: list[LandedDay] = []
     growing = GrowingTables([DOCUMENTS])
@@ -175,7 +187,7 @@ def land_range(
 
     pending_days = iter(days_between(start, end))
     with DayWorkers(conns, committed) as workers:
-        for day, group in groupby(_classified(pages(), start, end), key=lambda item: item[0]):
+        for day, group in groupby(classified(), key=lambda item: item[0]):
             for empty_day in pending_days:
                 if empty_day == day:
                     break

@@ -138,8 +138,7 @@ class ClinicalTrialsClient:
                 raise SourceError(f"{SOURCE}: unexpected response shape for {start}..{end}")
             if number == 0:
                 total = body.get("totalCount")
-            studies = body["studies"]
-            first = _first_id(studies)
+            first = _first_id(body["studies"])
             if number < len(delivered):
                 if first != delivered[number]:
                     raise SourceError(
@@ -149,7 +148,8 @@ class ClinicalTrialsClient:
                     )
             else:
                 delivered.append(first)
-                yield StudyPage(studies, total, number)
+                # Handed over, not kept: the caller may free the page before asking for the next.
+                yield StudyPage(body.pop("studies"), total, number)
             token = body.get("nextPageToken")
             if not token:
                 return
