@@ -155,8 +155,8 @@ def land_range(
     total: list[int | None] = [None]
 
     def classified() -> Iterator[tuple[date, Document | DeadLetter]]:
-        """A page of parsed JSON is a few hundred thousand objects: it is turned into documents
-        and let go with the collector paused, so no collection ever walks it."""
+        """A page of parsed JSON is tens of thousands of dicts and lists: it is turned into
+        documents and let go with the collector paused, so no collection ever walks it."""
         classifier = _Classifier(start, end)
         pages = client.iter_pages(start, end)
         while True:
