@@ -4,14 +4,13 @@ configured, and a DAGSTER_HOME whose storage is PostgreSQL (dagster-postgres).""
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
-import sqlalchemy.exc
+from dagster_postgres.utils import retry_pg_creation_fn
 
 from bioloupe_data.settings import env
 from bioloupe_data.warehouse.database import (
@@ -30,13 +29,6 @@ EVENT_BATCH_SIZE = "1000"
 # events while the progress bars read them).
 STORAGE_MAX_OVERFLOW = 4
 STORAGE_POOL_RECYCLE_SECONDS = 3600
-# Commands started together on a new storage database race to create Dagster's tables, and
-# dagster-postgres does not retry every one of those races (`instance_info`'s among them).
-STORAGE_CREATION_ATTEMPTS = 5
-STORAGE_CREATION_WAIT_SECONDS = 0.2
-# PostgreSQL's duplicate_table, duplicate_object and unique_violation (a type in pg_type): what
-# creating a table, index or sequence another session has just created fails with.
-CREATED_BY_ANOTHER_SESSION = frozenset({"42P07", "42710", "23505"})
 
 LOCAL_DAGSTER_YAML = f"""\
 # Written by `bioloupe-data` for local use; production uses dagster.yaml.example.
@@ -102,25 +94,13 @@ def dagster_instance() -> Iterator[dg.DagsterInstance]:
     the command's life, as the webserver's does. Otherwise dagster-postgres opens a connection
     for every event it writes: a year's range run writes thousands (a planned materialization
     per day and asset, check results, logs): about 1.7 s of a 30-day backfill."""
-    with _instance_of_dagster_home() as instance:
+    # Commands started together on a new storage database race to create Dagster's tables;
+    # dagster-postgres retries that race for most of them but not for `instance_info`, so the
+    # whole instance is opened again with its own retry (the next try finds the tables).
+    with retry_pg_creation_fn(dg.DagsterInstance.get) as instance:
         instance.optimize_for_webserver(
             statement_timeout=0,  # none: a command's storage queries are not a UI's
             pool_recycle=STORAGE_POOL_RECYCLE_SECONDS,
             max_overflow=STORAGE_MAX_OVERFLOW,
         )
         yield instance
-
-
-def _instance_of_dagster_home() -> dg.DagsterInstance:
-    """`DagsterInstance.get()`, tried again when another command created the storage's tables
-    while this one was creating them too: the next try finds them."""
-    attempt = 1
-    while True:
-        try:
-            return dg.DagsterInstance.get()
-        except (sqlalchemy.exc.ProgrammingError, sqlalchemy.exc.IntegrityError) as error:
-            pgcode = getattr(error.orig, "pgcode", None)
-            if pgcode not in CREATED_BY_ANOTHER_SESSION or attempt == STORAGE_CREATION_ATTEMPTS:
-                raise
-        time.sleep(STORAGE_CREATION_WAIT_SECONDS * attempt)
-        attempt += 1

@@ -14,7 +14,12 @@ import pytest
 from psycopg import sql
 
 from bioloupe_data.replay.server import ReplayServer
-from bioloupe_data.warehouse.database import EmbeddedServer, as_sqlalchemy_psycopg2_url
+from bioloupe_data.warehouse.database import (
+    EmbeddedServer,
+    as_sqlalchemy_psycopg2_url,
+    connect,
+)
+from bioloupe_data.warehouse.migrate import migrate
 
 REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
 CTGOV_DATA = REALDATA / "ctgov"
@@ -84,6 +89,15 @@ def database_url(admin_url: str) -> Iterator[str]:
         yield url_for(admin_url, name)
     finally:
         drop_database(admin_url, name)
+
+
+@pytest.fixture
+def conn(database_url: str) -> Iterator[psycopg.Connection]:
+    """A connection to a throwaway warehouse with every migration applied (test modules that
+    need another set-up define their own)."""
+    with connect(database_url) as connection:
+        migrate(connection)
+        yield connection
 
 
 @pytest.fixture

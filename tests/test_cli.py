@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -152,6 +153,48 @@ def test_backfill_command_rejects_a_range_outside_the_partitions(
     )
     assert done.returncode == 2
     assert "outside the partitions" in done.stderr
+
+
+DAY = ["--from", "2024-01-02", "--to", "2024-01-02"]
+LANDING = "raw/clinicaltrials_gov"
+# The command as installed, with the run it starts observed: how many objects the collector
+# had set aside when the run began.
+OBSERVED_BACKFILL = """
+import gc, sys
+from bioloupe_data import cli, runner
+real = runner.run_backfill
+def observed(*args, **kwargs):
+    print(f"set aside at run start: {gc.get_freeze_count()}", flush=True)
+    return real(*args, **kwargs)
+runner.run_backfill = observed
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_a_backfill_runs_with_what_it_loaded_out_of_the_collectors_reach(
+    database_url: str, dagster_instance_home: Path, ctgov_replay: ReplayServer
+) -> None:
+    """Dagster, the definitions and the instance live as long as the command; each full
+    collection of a range would otherwise walk all of them again."""
+    env = _environment(
+        BIOLOUPE_DATABASE_URL=database_url,
+        DAGSTER_HOME=str(dagster_instance_home),
+        CTGOV_BASE_URL=ctgov_replay.url,
+        CTGOV_SCOPE="all",
+        BIOLOUPE_START_DATE="2020-01-01",
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", OBSERVED_BACKFILL, "backfill", *DAY, "--select", LANDING],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    found = re.search(r"set aside at run start: (\d+)", done.stdout)
+    assert found, done.stdout[-2000:]
+    assert int(found.group(1)) > 100_000  # Dagster's modules and the definitions
 
 
 @pytest.fixture(scope="module")

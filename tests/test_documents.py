@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
 
-from bioloupe_data.warehouse.database import connect
 from bioloupe_data.warehouse.documents import (
     PAYLOAD_EXCERPT_CHARS,
     DeadLetter,
@@ -23,18 +22,10 @@ from bioloupe_data.warehouse.documents import (
     record_fetch,
     stage_documents,
 )
-from bioloupe_data.warehouse.migrate import migrate
 from bioloupe_data.warehouse.upsert import UpsertCounts
 
 SOURCE = "clinicaltrials_gov"
 DAY = date(2024, 3, 1)
-
-
-@pytest.fixture
-def conn(database_url: str) -> Iterator[psycopg.Connection]:
-    with connect(database_url) as connection:
-        migrate(connection)
-        yield connection
 
 
 def doc(

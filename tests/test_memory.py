@@ -2,28 +2,17 @@
 
 import gc
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
-import pytest
 
 from bioloupe_data.pipelines.clinicaltrials import _to_document, land_range
 from bioloupe_data.replay.server import ReplayServer
 from bioloupe_data.sources.clinicaltrials import ClinicalTrialsClient
-from bioloupe_data.warehouse.database import connect
-from bioloupe_data.warehouse.migrate import migrate
 
 from conftest import CTGOV_DATA
 
 PAGE_SIZE = 100
-
-
-@pytest.fixture
-def conn(database_url: str) -> Iterator[psycopg.Connection]:
-    with connect(database_url) as connection:
-        migrate(connection)
-        yield connection
 
 
 def _tracked(value: Any) -> int:

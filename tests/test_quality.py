@@ -2,13 +2,11 @@
 passes them, and what each rule catches."""
 
 import json
-from collections.abc import Iterator
 from datetime import date, timedelta
 from itertools import groupby
 from pathlib import Path
 
 import psycopg
-import pytest
 
 from bioloupe_data.pipelines import clinicaltrials, pubmed
 from bioloupe_data.replay.server import ReplayServer
@@ -16,8 +14,6 @@ from bioloupe_data.sources.clinicaltrials import ClinicalTrialsClient
 from bioloupe_data.sources.pubmed import article_identity
 from bioloupe_data.sources.pubmed.client import PubmedClient
 from bioloupe_data.warehouse import quality
-from bioloupe_data.warehouse.database import connect
-from bioloupe_data.warehouse.migrate import migrate
 from bioloupe_data.warehouse.quality import DayVerdicts, DeadLetterThreshold
 
 from conftest import CTGOV_DATA, REALDATA
@@ -34,13 +30,6 @@ def _failures(verdicts: dict[date, DayVerdicts]) -> list[tuple[date, str, str]]:
         for name in ("keys", "required_fields", "dead_letters", "completeness")
         if not (verdict := getattr(day_verdicts, name)).passed
     ]
-
-
-@pytest.fixture
-def conn(database_url: str) -> Iterator[psycopg.Connection]:
-    with connect(database_url) as connection:
-        migrate(connection)
-        yield connection
 
 
 def _last_update(path: Path) -> date:

@@ -4,7 +4,6 @@ for the table as it is, not as it was when the range started on an empty one."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
 import psycopg
@@ -16,22 +15,13 @@ from bioloupe_data.pipelines.normalize import normalize_days
 from bioloupe_data.replay.server import ReplayServer
 from bioloupe_data.sources.clinicaltrials import ClinicalTrialsClient
 from bioloupe_data.warehouse import statistics
-from bioloupe_data.warehouse.database import connect
 from bioloupe_data.warehouse.documents import Document, land_documents
-from bioloupe_data.warehouse.migrate import migrate
 from bioloupe_data.warehouse.statistics import GrowingTables
 from bioloupe_data.warehouse.upsert import Table
 
 from conftest import CTGOV_DATA
 
 GROWING = Table("public", "growing", ("id",), ("id",))
-
-
-@pytest.fixture
-def conn(database_url: str) -> Iterator[psycopg.Connection]:
-    with connect(database_url) as connection:
-        migrate(connection)
-        yield connection
 
 
 def _rows_described(conn: psycopg.Connection, table: str) -> float:
