@@ -248,13 +248,17 @@ def command(*args: str) -> list[str]:
 
 
 @contextmanager
-def replay_server(folder: Path, log: Path) -> Iterator[tuple[str, float]]:
+def replay_server(
+    folder: Path, log: Path, faults: str | None = None
+) -> Iterator[tuple[str, float]]:
     """`bioloupe-data replay-server` on a free port, in a process of its own so that neither the
-    measured command nor this one shares its memory or interpreter. Yields (url, load seconds)."""
+    measured command nor this one shares its memory or interpreter; `faults` is its `--faults`
+    spec. Yields (url, load seconds)."""
     started = time.perf_counter()
+    extra = ["--faults", faults] if faults else []
     with log.open("w") as err:
         process = subprocess.Popen(
-            command("replay-server", "--data", str(folder), "--port", "0"),
+            command("replay-server", "--data", str(folder), "--port", "0", *extra),
             stdout=subprocess.PIPE,
             stderr=err,
             text=True,

@@ -25,10 +25,10 @@ def _smoke(names: str, admin_url: str, out_dir: Path) -> None:
     )
 
 
-def test_sensor_landscape_backfill_and_geocode_benchmarks_write_their_results(
+def test_sensor_landscape_backfill_geocode_and_latency_benchmarks_write_their_results(
     admin_url: str, tmp_path: Path
 ) -> None:
-    _smoke("sensor,landscape,backfill,geocode", admin_url, tmp_path)
+    _smoke("sensor,landscape,backfill,geocode,latency", admin_url, tmp_path)
 
     sensor = json.loads((tmp_path / "sensor.json").read_text())
     assert sensor["results"]["new drugs registered"]["new_keys"] == 20
@@ -48,6 +48,11 @@ def test_sensor_landscape_backfill_and_geocode_benchmarks_write_their_results(
 
     geocode = json.loads((tmp_path / "geocode.json").read_text())
     assert geocode["sites_with_point"] > 0 and geocode["placed"] > 0
+
+    latency = json.loads((tmp_path / "latency.json").read_text())
+    assert latency["requests"] == 1  # 10 studies: one page
+    for result in latency["results"].values():
+        assert len(result["at_once_seconds"]) == len(result["held_back_seconds"]) == 1
 
 
 @pytest.mark.e2e

@@ -255,6 +255,29 @@ def test_paged_requests_carry_the_range_sort_size_count_and_token(
     ]
 
 
+def test_the_next_page_is_requested_while_the_caller_still_holds_this_one() -> None:
+    script = [
+        _page(["NCT01"], token="tok-1", total=3),
+        _page(["NCT02"], token="tok-2"),
+        _page(["NCT03"]),
+    ]
+    with ScriptedApi(script) as api:
+        client = ClinicalTrialsClient.create(api.url, "all", **FAST)
+        pages = client.iter_pages(date(2024, 1, 1), date(2024, 12, 31))
+        first = next(pages)
+        deadline = time.monotonic() + 5.0
+        while len(api.requests) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        requested_while_held = [query.get("pageToken") for query in api.queries]
+        rest = list(pages)
+        client.close()
+    assert [s["nct"] for s in first.studies] == ["NCT01"]
+    assert requested_while_held == [None, "tok-1"]
+    assert [s["nct"] for page in rest for s in page.studies] == ["NCT02", "NCT03"]
+    # Nothing is requested past the last page.
+    assert [query.get("pageToken") for query in api.queries] == [None, "tok-1", "tok-2"]
+
+
 @pytest.mark.parametrize(
     ("asked", "sent"), [(1, "1"), (250, "250"), (1000, "1000"), (5000, "1000")]
 )

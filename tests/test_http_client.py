@@ -437,6 +437,52 @@ def test_get_bytes_retries_transient_statuses() -> None:
     assert len(server.requests) == 2
 
 
+# --- a request started in the background ---------------------------------------------------------
+
+
+def test_a_started_request_is_sent_before_its_result_is_asked_for() -> None:
+    with ScriptedServer([OK]) as server, client_for(server, settings()) as client:
+        pending = client.start_get_json(PATH, {"pageSize": 10})
+        deadline = time.monotonic() + 5.0
+        while not server.requests and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(server.requests) == 1  # on its way while the caller did something else
+        assert pending.result() == PAYLOAD
+    assert server.requests[0].query == {"pageSize": "10"}
+    assert client.retries == []
+
+
+def test_a_started_request_that_received_a_cut_body_counts_one_retry_and_fetches_again() -> None:
+    received: list[RetryEvent] = []
+    with (
+        ScriptedServer([INVALID_JSON, OK]) as server,
+        client_for(server, settings(), received.append) as client,
+    ):
+        assert client.start_get_json(PATH).result() == PAYLOAD
+    assert len(server.requests) == 2
+    assert [event.cause[:19] for event in client.retries] == ["invalid JSON body ("]
+    assert received == client.retries
+
+
+@pytest.mark.parametrize(
+    ("script", "cause"),
+    [
+        ([status(404)], "HTTP 404 for "),
+        ([status(503)], "HTTP 503 for "),
+        ([INVALID_JSON], "invalid JSON body ("),
+    ],
+    ids=["final-status", "transient-status", "never-json"],
+)
+def test_a_started_request_fails_as_get_json_would(script: list[Reply], cause: str) -> None:
+    with (
+        ScriptedServer(script) as server,
+        client_for(server, settings(max_attempts=2)) as client,
+        pytest.raises(SourceError) as raised,
+    ):
+        client.start_get_json(PATH).result()
+    assert cause in str(raised.value)
+
+
 # --- rate limiting --------------------------------------------------------------------------------
 
 

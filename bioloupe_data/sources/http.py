@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 import httpx
@@ -21,6 +21,8 @@ from bioloupe_data.memory import paused_gc
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 SECRET_PARAMS = frozenset({"api_key", "apikey", "token", "key"})
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+
+T = TypeVar("T")
 
 
 class SourceError(RuntimeError):
@@ -104,6 +106,19 @@ def _json_with_invalid_utf8(body: bytes) -> Any:
     raise ValueError("valid UTF-8: the body is not JSON")
 
 
+def _decode_json(body: bytes) -> Any:
+    try:
+        with paused_gc():
+            return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        try:
+            return _json_with_invalid_utf8(body)
+        except ValueError:
+            pass
+        # A truncated body is a transport fault: the next attempt usually succeeds.
+        raise TransientHTTPError(f"invalid JSON body ({len(body)} bytes): {exc}") from exc
+
+
 def _parse_retry_after(value: str | None) -> float | None:
     if not value:
         return None
@@ -162,21 +177,34 @@ class HttpClient:
         self.close()
 
     def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
-        url = f"{self.base_url}{path}"
+        return self._request(f"{self.base_url}{path}", params, _decode_json)
 
-        def decode(body: bytes) -> Any:
+    def start_get_json(self, path: str, params: Mapping[str, Any] | None = None) -> PendingGet[Any]:
+        """`get_json`, started in the background: `result()` waits for the body and parses it
+        in the caller's thread. A body that is not JSON (cut short on the way) counts as one
+        retry and is fetched again the usual way."""
+        params = dict(params or {})
+
+        def parsed(body: bytes) -> Any:
             try:
-                with paused_gc():
-                    return orjson.loads(body)
-            except orjson.JSONDecodeError as exc:
-                try:
-                    return _json_with_invalid_utf8(body)
-                except ValueError:
-                    pass
-                # A truncated body is a transport fault: the next attempt usually succeeds.
-                raise TransientHTTPError(f"invalid JSON body ({len(body)} bytes): {exc}") from exc
+                return _decode_json(body)
+            except TransientHTTPError as exc:
+                self.record_retry(RetryEvent(1, 0.0, str(exc)))
+                return self.get_json(path, params)
 
-        return self._request(url, params, decode)
+        return PendingGet(lambda: self.get_bytes(path, params), parsed, f"{self.source}-request")
+
+    def start_get_bytes(
+        self,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        check: Callable[[bytes], None] | None = None,
+    ) -> PendingGet[bytes]:
+        """`get_bytes`, started in the background: `result()` waits for the body."""
+        params = dict(params or {})
+        return PendingGet(
+            lambda: self.get_bytes(path, params, check), lambda body: body, f"{self.source}-request"
+        )
 
     def get_bytes(
         self,
@@ -264,3 +292,39 @@ class HttpClient:
         self.retries.append(event)
         if self.on_retry:
             self.on_retry(event)
+
+
+class PendingGet(Generic[T]):
+    """A GET whose request runs on a thread of its own while the caller works, so the source's
+    time to answer overlaps the caller's work on the previous answer.
+
+    Only the bytes are received in the background (retried as `get_bytes` retries them); what
+    is made of them is made in the thread that asks for the result, so nothing parsed outlives
+    the caller's handling of it. Nothing waits for a request nobody asks for: the thread is a
+    daemon."""
+
+    def __init__(
+        self, receive: Callable[[], bytes], finish: Callable[[bytes], T], name: str
+    ) -> None:
+        self._finish = finish
+        self._done = threading.Event()
+        self._body: bytes | None = None
+        self._error: BaseException | None = None
+        threading.Thread(target=self._receive, args=(receive,), name=name, daemon=True).start()
+
+    def _receive(self, receive: Callable[[], bytes]) -> None:
+        try:
+            self._body = receive()
+        except BaseException as exc:  # handed to the thread that asks for the result
+            self._error = exc
+        finally:
+            self._done.set()
+
+    def result(self) -> T:
+        """What the request returned; raises what the request raised."""
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        body, self._body = self._body, None
+        assert body is not None
+        return self._finish(body)

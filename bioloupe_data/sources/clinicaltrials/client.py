@@ -20,6 +20,7 @@ PUBLIC_BASE_URL = "https://clinicaltrials.gov"
 # The public API allows about 50 requests a minute per client.
 PUBLIC_REQUESTS_PER_SECOND = 50 / 60
 MAX_PAGE_SIZE = 1000
+STUDIES_PATH = "/api/v2/studies"
 SOURCE = "clinicaltrials_gov"
 # A page token the API no longer accepts (HTTP 400) restarts the query this many times at most.
 MAX_QUERY_RESTARTS = 3
@@ -126,10 +127,12 @@ class ClinicalTrialsClient:
         total: int | None = None
         number = 0
         token: str | None = None
+        # The next page is requested as soon as this one's token is known, so the API's time
+        # to answer overlaps the caller's work on this page.
+        pending = self.http.start_get_json(STUDIES_PATH, params)
         while True:
-            request = {**params, "pageToken": token} if token else params
             try:
-                body = self.http.get_json("/api/v2/studies", request)
+                body = pending.result()
             except HTTPStatusError as exc:
                 if token and exc.status == 400:
                     raise _ExpiredToken(str(exc)) from None
@@ -139,18 +142,19 @@ class ClinicalTrialsClient:
             if number == 0:
                 total = body.get("totalCount")
             first = _first_id(body["studies"])
-            if number < len(delivered):
-                if first != delivered[number]:
-                    raise SourceError(
-                        f"{SOURCE}: the results of {start}..{end} changed while paging (page "
-                        f"{number + 1} now starts with {first}, before with "
-                        f"{delivered[number]}); run the range again"
-                    )
-            else:
+            if number < len(delivered) and first != delivered[number]:
+                raise SourceError(
+                    f"{SOURCE}: the results of {start}..{end} changed while paging (page "
+                    f"{number + 1} now starts with {first}, before with "
+                    f"{delivered[number]}); run the range again"
+                )
+            token = body.get("nextPageToken")
+            if token:
+                pending = self.http.start_get_json(STUDIES_PATH, {**params, "pageToken": token})
+            if number >= len(delivered):
                 delivered.append(first)
                 # Handed over, not kept: the caller may free the page before asking for the next.
                 yield StudyPage(body.pop("studies"), total, number)
-            token = body.get("nextPageToken")
             if not token:
                 return
             number += 1

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from bioloupe_data.sources.http import HttpClient, HttpSettings, SourceError
+from bioloupe_data.sources.http import HttpClient, HttpSettings, PendingGet, SourceError
 
 PUBLIC_BASE_URL = "https://eutils.ncbi.nlm.nih.gov"
 ESEARCH_PATH = "/entrez/eutils/esearch.fcgi"
@@ -194,15 +194,24 @@ class PubmedClient:
         """The part's records as efetch XML bodies of at most `fetch_batch` articles each."""
         if not part.webenv or not part.query_key:
             raise SourceError(f"{SOURCE}: esearch returned no history (WebEnv/QueryKey)")
-        for retstart in range(0, min(part.count, MAX_RETRIEVABLE), self.fetch_batch):
-            yield self.http.get_bytes(
-                EFETCH_PATH,
-                self._params(
-                    WebEnv=part.webenv,
-                    query_key=part.query_key,
-                    retstart=retstart,
-                    retmax=self.fetch_batch,
-                    retmode="xml",
-                ),
-                check=check_complete_xml,
+        webenv, query_key = part.webenv, part.query_key
+
+        def start(retstart: int) -> PendingGet[bytes]:
+            params = self._params(
+                WebEnv=webenv,
+                query_key=query_key,
+                retstart=retstart,
+                retmax=self.fetch_batch,
+                retmode="xml",
             )
+            return self.http.start_get_bytes(EFETCH_PATH, params, check=check_complete_xml)
+
+        # Each batch is requested while the caller works on the one before.
+        starts = iter(range(0, min(part.count, MAX_RETRIEVABLE), self.fetch_batch))
+        first = next(starts, None)
+        pending = start(first) if first is not None else None
+        while pending is not None:
+            body = pending.result()
+            following = next(starts, None)
+            pending = start(following) if following is not None else None
+            yield body
