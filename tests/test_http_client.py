@@ -464,6 +464,27 @@ def test_a_started_request_that_received_a_cut_body_counts_one_retry_and_fetches
     assert received == client.retries
 
 
+def test_started_requests_share_one_thread_that_ends_when_the_client_closes() -> None:
+    def receiving() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == f"{SOURCE}-requests"]
+
+    def until_none_receive() -> None:
+        deadline = time.monotonic() + 5.0
+        while receiving() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    until_none_receive()  # the threads of clients closed before this test
+    with ScriptedServer([OK]) as server:
+        client = client_for(server, settings())
+        started = [client.start_get_json(PATH, {"n": n}) for n in range(3)]
+        assert [pending.result() for pending in started] == [PAYLOAD] * 3
+        assert [seen.query for seen in server.requests] == [{"n": "0"}, {"n": "1"}, {"n": "2"}]
+        assert len(receiving()) == 1
+        client.close()
+        until_none_receive()
+        assert receiving() == []
+
+
 @pytest.mark.parametrize(
     ("script", "cause"),
     [

@@ -4,6 +4,7 @@ rate limiter per base URL. Secrets passed as query parameters are redacted from 
 from __future__ import annotations
 
 import json
+import queue
 import random
 import threading
 import time
@@ -160,6 +161,8 @@ class HttpClient:
 
     def __post_init__(self) -> None:
         self.base_url = self.base_url.rstrip("/")
+        self._background: _Receiver | None = None
+        self._receiver_lock = threading.Lock()
         self._limiter = shared_limiter(self.base_url, self.settings.requests_per_second)
         self._http = httpx.Client(
             timeout=httpx.Timeout(self.settings.timeout_seconds),
@@ -168,6 +171,10 @@ class HttpClient:
         )
 
     def close(self) -> None:
+        with self._receiver_lock:
+            if self._background is not None:
+                self._background.stop()
+                self._background = None
         self._http.close()
 
     def __enter__(self) -> HttpClient:
@@ -192,7 +199,7 @@ class HttpClient:
                 self.record_retry(RetryEvent(1, 0.0, str(exc)))
                 return self.get_json(path, params)
 
-        return PendingGet(lambda: self.get_bytes(path, params), parsed, f"{self.source}-request")
+        return self._receiver.start(PendingGet(parsed), lambda: self.get_bytes(path, params))
 
     def start_get_bytes(
         self,
@@ -202,9 +209,16 @@ class HttpClient:
     ) -> PendingGet[bytes]:
         """`get_bytes`, started in the background: `result()` waits for the body."""
         params = dict(params or {})
-        return PendingGet(
-            lambda: self.get_bytes(path, params, check), lambda body: body, f"{self.source}-request"
+        return self._receiver.start(
+            PendingGet(lambda body: body), lambda: self.get_bytes(path, params, check)
         )
+
+    @property
+    def _receiver(self) -> _Receiver:
+        with self._receiver_lock:
+            if self._background is None:
+                self._background = _Receiver(f"{self.source}-requests")
+            return self._background
 
     def get_bytes(
         self,
@@ -295,26 +309,22 @@ class HttpClient:
 
 
 class PendingGet(Generic[T]):
-    """A GET whose request runs on a thread of its own while the caller works, so the source's
-    time to answer overlaps the caller's work on the previous answer.
+    """A GET whose request runs in the background while the caller works, so the source's time
+    to answer overlaps the caller's work on the previous answer.
 
     Only the bytes are received in the background (retried as `get_bytes` retries them); what
     is made of them is made in the thread that asks for the result, so nothing parsed outlives
-    the caller's handling of it. Nothing waits for a request nobody asks for: the thread is a
-    daemon."""
+    the caller's handling of it."""
 
-    def __init__(
-        self, receive: Callable[[], bytes], finish: Callable[[bytes], T], name: str
-    ) -> None:
+    def __init__(self, finish: Callable[[bytes], T]) -> None:
         self._finish = finish
         self._done = threading.Event()
         self._body: bytes | None = None
         self._error: BaseException | None = None
-        threading.Thread(target=self._receive, args=(receive,), name=name, daemon=True).start()
 
-    def _receive(self, receive: Callable[[], bytes]) -> None:
+    def receive(self, get: Callable[[], bytes]) -> None:
         try:
-            self._body = receive()
+            self._body = get()
         except BaseException as exc:  # handed to the thread that asks for the result
             self._error = exc
         finally:
@@ -328,3 +338,29 @@ class PendingGet(Generic[T]):
         body, self._body = self._body, None
         assert body is not None
         return self._finish(body)
+
+
+class _Receiver:
+    """The one thread that receives a client's background requests, in the order they were
+    started. One long-lived thread rather than one per request: the memory a thread's bodies
+    came from is reused by the next body instead of spread over the allocator's per-thread
+    arenas. A daemon: nothing waits at exit for a request nobody asks for."""
+
+    def __init__(self, name: str) -> None:
+        self._queue: queue.SimpleQueue[tuple[PendingGet[Any], Callable[[], bytes]] | None] = (
+            queue.SimpleQueue()
+        )
+        threading.Thread(target=self._run, name=name, daemon=True).start()
+
+    def start(self, pending: PendingGet[T], get: Callable[[], bytes]) -> PendingGet[T]:
+        self._queue.put((pending, get))
+        return pending
+
+    def stop(self) -> None:
+        """End the thread once the requests started before have been received."""
+        self._queue.put(None)
+
+    def _run(self) -> None:
+        while (job := self._queue.get()) is not None:
+            pending, get = job
+            pending.receive(get)
