@@ -5,6 +5,7 @@ the result table."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
@@ -124,11 +125,18 @@ def timed(action: Callable[[], Any]) -> tuple[float, Any]:
 
 
 def pipeline_only(
-    url: str, base_url: str, start: date, end: date, *, rerun: bool = True, parallel_days: int = 2
+    url: str,
+    base_url: str,
+    start: date,
+    end: date,
+    *,
+    rerun: bool = True,
+    parallel_days: int = 2,
+    normalize: bool = True,
 ) -> dict[str, Any]:
     """Land and normalize start..end from the API at `base_url` (every study) into the warehouse
     at `url` without Dagster, `parallel_days` days side by side as the assets do; with `rerun`,
-    a second time over the same range."""
+    a second time over the same range. Without `normalize`, landing only."""
     client = ClinicalTrialsClient.create(base_url, "all")
     with ExitStack() as stack:
         conns = [stack.enter_context(connect(url)) for _ in range(parallel_days)]
@@ -136,6 +144,8 @@ def pipeline_only(
 
         def run() -> int:
             landed = land_range(conns, client, start, end, run_id="bench")
+            if not normalize:
+                return sum(d.counts.inserted + d.counts.updated for d in landed)
             normalized = normalize_days(
                 conns, TRIALS_SPEC, days_between(start, end), run_id="bench"
             )
@@ -185,6 +195,7 @@ def machine_facts(admin_url: str = ADMIN_URL) -> dict[str, Any]:
 
 
 END = date(2024, 12, 31)  # the last synthetic day: fixed, so folders can be reused
+SYNTHETIC_CACHE = Path(tempfile.gettempdir()) / "bioloupe-bench-throughput"
 SEED = 5
 
 
@@ -198,6 +209,16 @@ class Synthetic:
     first_day: date
     generation_seconds: float
     cached: bool
+
+
+def add_cache_dir_argument(parser: argparse.ArgumentParser) -> None:
+    """`--cache-dir`: where the benchmarks that share synthetic folders keep them."""
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=SYNTHETIC_CACHE,
+        help="where synthetic folders are kept between runs",
+    )
 
 
 def synthetic_folder(root: Path, days: int, per_day: int, seed: int = SEED) -> Synthetic:

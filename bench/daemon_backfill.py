@@ -50,6 +50,7 @@ from bench._common import (
     END,
     RESULTS,
     Row,
+    add_cache_dir_argument,
     environment,
     machine_facts,
     print_table,
@@ -267,11 +268,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "partition); larger sizes are measured with the project's policy alone",
     )
     parser.add_argument("--timeout-minutes", type=float, default=120.0)
-    parser.add_argument(
-        "--cache-dir",
-        type=Path,
-        default=Path(tempfile.gettempdir()) / "bioloupe-bench-throughput",
-    )
+    add_cache_dir_argument(parser)
     parser.add_argument("--admin-url", default=ADMIN_URL)
     parser.add_argument("--logs", type=Path, default=None, help="keep `dagster dev` logs here")
     parser.add_argument("--out", type=Path, default=RESULTS / "daemon_backfill.json")

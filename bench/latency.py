@@ -38,20 +38,15 @@ from bench._common import (
     END,
     RESULTS,
     Row,
+    add_cache_dir_argument,
     machine_facts,
+    pipeline_only,
     print_table,
     replay_requests,
     replay_server,
     synthetic_folder,
     throwaway_database,
-    timed,
 )
-from bioloupe_data.pipelines.clinicaltrials import land_range
-from bioloupe_data.sources.clinicaltrials import ClinicalTrialsClient
-from bioloupe_data.warehouse.database import connect
-from bioloupe_data.warehouse.migrate import migrate
-
-PARALLEL_DAYS = 2  # as the assets land: WarehouseResource.parallel_days
 
 
 @dataclass(slots=True)
@@ -64,14 +59,9 @@ class Timings:
 def land_twice(admin_url: str, server_url: str, start: date, end: date) -> tuple[float, float, int]:
     """Land start..end into a new warehouse, then again: (first run s, no-op s, requests)."""
     before = replay_requests(server_url)
-    client = ClinicalTrialsClient.create(server_url, "all")
-    with throwaway_database(admin_url) as url, ExitStack() as stack:
-        conns = [stack.enter_context(connect(url)) for _ in range(PARALLEL_DAYS)]
-        migrate(conns[0])
-        first, _ = timed(lambda: land_range(conns, client, start, end, run_id="bench"))
-        noop, _ = timed(lambda: land_range(conns, client, start, end, run_id="bench"))
-    client.close()
-    return first, noop, (replay_requests(server_url) - before) // 2
+    with throwaway_database(admin_url) as url:
+        landed = pipeline_only(url, server_url, start, end, normalize=False)
+    return landed["seconds"], landed["rerun_seconds"], (replay_requests(server_url) - before) // 2
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -80,12 +70,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--latency", type=float, default=0.5, help="seconds each answer waits")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument(
-        "--cache-dir",
-        type=Path,
-        default=Path(tempfile.gettempdir()) / "bioloupe-bench-throughput",
-        help="where synthetic folders are kept between runs",
-    )
+    add_cache_dir_argument(parser)
     parser.add_argument("--admin-url", default=ADMIN_URL)
     parser.add_argument("--out", type=Path, default=RESULTS / "latency.json")
     args = parser.parse_args(argv)

@@ -71,6 +71,7 @@ from bench._common import (
     SEED,
     Row,
     Workspace,
+    add_cache_dir_argument,
     command,
     machine_facts,
     megabytes,
@@ -509,12 +510,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "empty: `--source clinicaltrials_gov`, with enrichment)",
     )
     parser.add_argument("--no-pipeline", action="store_true", help="skip the runs without Dagster")
-    parser.add_argument(
-        "--cache-dir",
-        type=Path,
-        default=Path(tempfile.gettempdir()) / "bioloupe-bench-throughput",
-        help="where synthetic folders are kept between runs",
-    )
+    add_cache_dir_argument(parser)
     parser.add_argument("--admin-url", default=ADMIN_URL)
     parser.add_argument("--out", type=Path, default=RESULTS / "throughput.json")
     args = parser.parse_args(argv)
