@@ -120,6 +120,11 @@ def plan(
     return partitions_def, _chunks(keys, size or len(keys))
 
 
+# The watcher reads the event log this often, and the bars are drawn as often: drawing them more
+# often shows nothing new and takes the interpreter from the run for each drawing.
+POLL_SECONDS = 0.5
+
+
 class _RunWatcher:
     """Polls the run's event log for per-day materializations to drive the progress bars."""
 
@@ -143,7 +148,7 @@ class _RunWatcher:
         self.poll()
 
     def _loop(self) -> None:
-        while not self._stop.wait(0.5):
+        while not self._stop.wait(POLL_SECONDS):
             self.poll()
 
     def poll(self) -> None:
@@ -264,7 +269,9 @@ def run_backfill(
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, transient=False) as progress:
+    with Progress(
+        *columns, console=console, transient=False, refresh_per_second=1 / POLL_SECONDS
+    ) as progress:
         tasks = {
             key: progress.add_task(key.to_user_string(), total=total_days, docs=0)
             for key in asset_keys

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from itertools import chain
 from typing import Any
 
 import orjson
@@ -230,11 +231,16 @@ def _normalize_day(
     conn: psycopg.Connection, spec: NormalizeSpec, day: date, run_id: str, *, full: bool
 ) -> NormalizedDay:
     result = NormalizedDay(day, rows=dict.fromkeys(spec.tables, 0))
+    batches = _landed_batches(conn, spec, day, full=full)
+    first = next(batches, None)
+    if first is None:  # every document's core row holds its version: nothing to stage or merge
+        result.counts = {name: UpsertCounts() for name in spec.tables}
+        return result
     parent_staging = create_staging(conn, spec.parent)
     child_staging = {name: create_staging(conn, table) for name, table in spec.children.items()}
     letters: list[DeadLetter] = []
     normalized_at = datetime.now(UTC)
-    for batch in _landed_batches(conn, spec, day, full=full):
+    for batch in chain([first], batches):
         parent_rows: list[tuple[Any, ...]] = []
         child_rows: dict[str, list[tuple[Any, ...]]] = {name: [] for name in spec.children}
         for doc_id, payload, updated_at, version_key, content_hash in batch:
