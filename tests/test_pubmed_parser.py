@@ -11,7 +11,7 @@ import threading
 import tracemalloc
 import xml.etree.ElementTree as ET
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from functools import cache
 from pathlib import Path
@@ -307,6 +307,36 @@ def test_every_article_has_an_identity_dated_by_date_revised_else_entrez() -> No
         hashes.add(identity.content_hash)
     assert by_entrez == 13
     assert len(hashes) == 255
+
+
+def _identity_or_reason(identity: Callable[[], object]) -> object:
+    try:
+        return identity()
+    except ArticleParseError as exc:
+        return exc.reason
+
+
+def test_the_identity_a_stream_gives_each_article_is_the_one_its_xml_gives() -> None:
+    """Landing takes the identity the stream read off each article's element; stored content
+    hashes were made from the serialized XML, so the two must never differ."""
+    bodies = [p.read_bytes() for p in sorted(ARTICLES.glob("*.xml")) + sorted(SETS.glob("*.xml"))]
+    bodies.append(
+        b"<PubmedArticleSet><PubmedArticle><MedlineCitation><PMID>abc</PMID>"
+        b"</MedlineCitation></PubmedArticle></PubmedArticleSet>"
+    )
+    compared = 0
+    reasons = Counter()
+    for body in bodies:
+        for record in iter_pubmed_xml(body):
+            if not isinstance(record, ArticleXml):
+                continue
+            streamed = _identity_or_reason(record.identity)
+            assert streamed == _identity_or_reason(lambda r=record: article_identity(r.xml))
+            compared += 1
+            if isinstance(streamed, str):
+                reasons[streamed] += 1
+    assert compared > 255
+    assert reasons["invalid_pmid"] >= 1
 
 
 # --- the anomalies listed in ANOMALIES.md --------------------------------------------------------

@@ -32,7 +32,6 @@ from bioloupe_data.sources.pubmed.parser import (
     PUBLICATION_COLUMNS,
     ArticleParseError,
     ArticleXml,
-    article_identity,
     iter_pubmed_xml,
     parse_article,
 )
@@ -72,7 +71,7 @@ PUBLICATIONS_SPEC = NormalizeSpec(
 
 
 def _to_document(article: ArticleXml, start: date, end: date) -> Document:
-    identity = article_identity(article.xml)
+    identity = article.identity()
     day = min(max(identity.modified, start), end)
     return Document(
         doc_id=identity.pmid,

@@ -35,7 +35,7 @@ import io
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, BinaryIO, TypeVar
 
@@ -172,6 +172,19 @@ class ArticleXml:
 
     pmid: str | None
     xml: str
+    # `article_identity(xml)`, or the error it raises, taken from the parsed element while the
+    # stream had it (parsing the serialized string again costed as much); None when not known.
+    known_identity: ArticleIdentity | ArticleParseError | None = field(
+        default=None, repr=False, compare=False
+    )
+
+    def identity(self) -> ArticleIdentity:
+        """Key, partition day, version and content hash, as `article_identity(self.xml)`."""
+        if self.known_identity is None:
+            return article_identity(self.xml)
+        if isinstance(self.known_identity, ArticleParseError):
+            raise self.known_identity
+        return self.known_identity
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,7 +275,14 @@ def _record(element: ET.Element) -> ArticleXml | DeletedCitations | None:
     if element.tag == "PubmedArticle":
         element.tail = None
         pmid = _clean(element.findtext("MedlineCitation/PMID"))
-        return ArticleXml(pmid=pmid, xml=ET.tostring(element, encoding="unicode"))
+        xml = ET.tostring(element, encoding="unicode")
+        try:
+            identity: ArticleIdentity | ArticleParseError = _raising_only_parse_errors(
+                _element_identity, element
+            )
+        except ArticleParseError as exc:
+            identity = exc
+        return ArticleXml(pmid=pmid, xml=xml, known_identity=identity)
     if element.tag == "DeleteCitation":
         pmids = (_clean(pmid.text) for pmid in element.iter("PMID"))
         return DeletedCitations(pmids=tuple(pmid for pmid in pmids if pmid))
@@ -506,7 +526,10 @@ def article_identity(xml: str | bytes) -> ArticleIdentity:
 
 
 def _article_identity(xml: str | bytes) -> ArticleIdentity:
-    article = _article_element(xml)
+    return _element_identity(_article_element(xml))
+
+
+def _element_identity(article: ET.Element) -> ArticleIdentity:
     citation = _citation(article)
     pmid, pmid_element = _pmid_element(citation)
     return ArticleIdentity(
