@@ -22,6 +22,7 @@ from bench import (
     geocode,
     landscape,
     latency,
+    pubmed,
     sensor,
     throughput,
     upsert,
@@ -31,6 +32,7 @@ Main = Callable[[list[str] | None], object]
 BENCHMARKS: dict[str, Main] = {
     "throughput": throughput.main,
     "latency": latency.main,
+    "pubmed": pubmed.main,
     "upsert": upsert.main,
     "sensor": sensor.main,
     "landscape": landscape.main,
@@ -44,6 +46,7 @@ SMOKE: dict[str, list[str]] = {
         *("--per-day", "5", "--short-days", "2", "--long-days", "2", "--scaling", "10"),
     ],
     "latency": ["--per-day", "5", "--days", "2", "--latency", "0.05", "--rounds", "1"],
+    "pubmed": ["--per-day", "20", "--days", "2"],
     "upsert": ["--rows", "300"],
     "sensor": ["--known", "200", "--new", "20"],
     "landscape": ["--range-days", "3", "--days", "3", "--per-day", "4"],
@@ -57,7 +60,11 @@ def arguments(name: str, smoke: bool, out_dir: Path | None) -> list[str]:
     chosen = list((SMOKE if smoke else FULL).get(name, []))
     if out_dir is not None:
         chosen += ["--out", str(out_dir / f"{name}.json")]
-    if smoke and name in ("throughput", "latency", "daemon_backfill") and out_dir is not None:
+    if (
+        smoke
+        and name in ("throughput", "latency", "pubmed", "daemon_backfill")
+        and out_dir is not None
+    ):
         chosen += ["--cache-dir", str(out_dir / "cache")]
     return chosen
 

@@ -221,11 +221,15 @@ def add_cache_dir_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def synthetic_folder(root: Path, days: int, per_day: int, seed: int = SEED) -> Synthetic:
+def synthetic_folder(
+    root: Path, days: int, per_day: int, seed: int = SEED, *, pubmed: bool = False
+) -> Synthetic:
     """Synthetic studies for `days` days up to END, `per_day` a day, written once under `root`
     by `bioloupe-data synth` and reused by later runs (a marker file written last tells a
-    complete folder from an interrupted one)."""
-    folder = root / f"ctgov-{days}d-{per_day}pd-seed{seed}-{END}"
+    complete folder from an interrupted one). With `pubmed`, `per_day` PubMed articles a day
+    instead (and one study a day, which the synthesizer always writes)."""
+    source = "pubmed" if pubmed else "ctgov"
+    folder = root / f"{source}-{days}d-{per_day}pd-seed{seed}-{END}"
     marker = folder / "synth.json"
     if marker.exists():
         made = json.loads(marker.read_text())
@@ -240,12 +244,14 @@ def synthetic_folder(root: Path, days: int, per_day: int, seed: int = SEED) -> S
             cached=True,
         )
     shutil.rmtree(folder, ignore_errors=True)
-    args = ["synth", "--days", str(days), "--per-day", str(per_day), "--seed", str(seed)]
-    args += ["--end", END.isoformat(), "--pubmed-per-day", "0", "--out", str(folder)]
+    studies_a_day, articles_a_day = (1, per_day) if pubmed else (per_day, 0)
+    args = ["synth", "--days", str(days), "--per-day", str(studies_a_day), "--seed", str(seed)]
+    args += ["--end", END.isoformat(), "--pubmed-per-day", str(articles_a_day)]
+    args += ["--out", str(folder)]
     seconds, _ = timed(
         lambda: subprocess.run(command(*args), check=True, capture_output=True, text=True)
     )
-    files = [p for p in folder.rglob("*.json") if p.is_file()]
+    files = [p for p in folder.rglob("*") if p.is_file() and p != marker]
     studies = days * per_day
     marker.write_text(
         json.dumps(
@@ -257,7 +263,9 @@ def synthetic_folder(root: Path, days: int, per_day: int, seed: int = SEED) -> S
             }
         )
     )
-    return dataclasses.replace(synthetic_folder(root, days, per_day, seed), cached=False)
+    return dataclasses.replace(
+        synthetic_folder(root, days, per_day, seed, pubmed=pubmed), cached=False
+    )
 
 
 def command(*args: str) -> list[str]:
@@ -301,6 +309,18 @@ def replay_server(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def scratch_with_server(
+    stack: ExitStack, folder: Path, prefix: str
+) -> tuple[Path, Path, str, float]:
+    """A scratch folder holding a `logs` folder, and the replay server on `folder` logging into
+    it, both ended with `stack`. Returns (scratch, logs, server url, server load seconds)."""
+    scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix)))
+    logs = scratch / "logs"
+    logs.mkdir()
+    url, loaded = stack.enter_context(replay_server(folder, logs / "replay-server.log"))
+    return scratch, logs, url, loaded
 
 
 def replay_requests(url: str) -> int:

@@ -48,11 +48,10 @@ import os
 import re
 import statistics
 import subprocess
-import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -62,6 +61,7 @@ from typing import Any
 import dagster as dg
 import psutil  # installed with pgserver, a dependency
 import psycopg
+from psycopg import sql
 from rich.console import Console
 
 from bench._common import (
@@ -78,7 +78,7 @@ from bench._common import (
     pipeline_only,
     print_table,
     replay_requests,
-    replay_server,
+    scratch_with_server,
     synthetic_folder,
     throwaway_database,
     wait_for_other_sessions,
@@ -216,8 +216,11 @@ def backfill(
     end: date,
     select: str | None,
     logs: Path,
+    *,
+    count: Callable[[str, date, date], int] | None = None,
 ) -> CliRun:
-    """Run `bioloupe-data backfill` over start..end as a subprocess and measure it."""
+    """Run `bioloupe-data backfill` over start..end as a subprocess and measure it; `count`
+    tells how many documents of start..end it landed (default: ClinicalTrials.gov studies)."""
     env = {k: v for k, v in os.environ.items() if k not in DROPPED_ENV}
     env.update(
         BIOLOUPE_DATABASE_URL=space.warehouse_url,
@@ -225,6 +228,7 @@ def backfill(
         BIOLOUPE_HOME=str(space.home / "bioloupe"),
         CTGOV_BASE_URL=server_url,
         CTGOV_SCOPE="all",
+        PUBMED_BASE_URL=server_url,
         BIOLOUPE_START_DATE=first_day.isoformat(),
         COLUMNS="120",
     )
@@ -248,7 +252,7 @@ def backfill(
         label=label,
         start=start,
         end=end,
-        studies=landed_studies(space.warehouse_url, start, end),
+        studies=(count or landed_studies)(space.warehouse_url, start, end),
         wall_seconds=wall,
         cpu_seconds=usage.ru_utime + usage.ru_stime,
         peak_rss_bytes=max(sampler.peak, kernel_peak),
@@ -304,20 +308,28 @@ def step_seconds(storage_url: str) -> tuple[dict[str, float], float]:
 
 def landed_studies(url: str, start: date, end: date) -> int:
     """Studies of start..end in core.trials, after checking that raw.documents holds as many."""
+    return landed_documents(url, start, end, "clinicaltrials_gov", "trials")
+
+
+def landed_documents(url: str, start: date, end: date, source: str, core_table: str) -> int:
+    """Rows of start..end in `core.<core_table>`, after checking that raw.documents holds as
+    many documents of `source`."""
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute(
-            """
-            SELECT (SELECT count(*) FROM raw.documents WHERE source = 'clinicaltrials_gov'
-                      AND partition_date BETWEEN %(start)s AND %(end)s),
-                   (SELECT count(*) FROM core.trials
-                      WHERE partition_date BETWEEN %(start)s AND %(end)s)
-            """,
-            {"start": start, "end": end},
+            sql.SQL(
+                """
+                SELECT (SELECT count(*) FROM raw.documents WHERE source = %(source)s
+                          AND partition_date BETWEEN %(start)s AND %(end)s),
+                       (SELECT count(*) FROM {core}
+                          WHERE partition_date BETWEEN %(start)s AND %(end)s)
+                """
+            ).format(core=sql.Identifier("core", core_table)),
+            {"source": source, "start": start, "end": end},
         ).fetchone()
-    documents, trials = row if row else (0, 0)
-    if documents != trials:
-        raise RuntimeError(f"{documents} documents landed but {trials} trials normalized")
-    return int(trials)
+    documents, derived = row if row else (0, 0)
+    if documents != derived:
+        raise RuntimeError(f"{documents} documents landed but {derived} rows in core.{core_table}")
+    return int(derived)
 
 
 # ----------------------------------------------------------------------------- tuple counters
@@ -542,11 +554,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     partial = args.out.with_name(f"{args.out.stem}.partial.json")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
-        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-tp-")))
-        logs = scratch / "logs"
-        logs.mkdir()
-        server_url, server_load = stack.enter_context(
-            replay_server(synthetic.folder, logs / "replay-server.log")
+        scratch, logs, server_url, server_load = scratch_with_server(
+            stack, synthetic.folder, "bench-tp-"
         )
 
         def measure(label: str, length: int, space: Workspace) -> CliRun:

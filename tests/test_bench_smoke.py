@@ -55,6 +55,21 @@ def test_sensor_landscape_backfill_geocode_and_latency_benchmarks_write_their_re
         assert len(result["at_once_seconds"]) == len(result["held_back_seconds"]) == 1
 
 
+def test_pubmed_benchmark_backfills_a_range_and_its_no_op_rerun(
+    admin_url: str, tmp_path: Path
+) -> None:
+    _smoke("pubmed", admin_url, tmp_path)
+
+    pubmed = json.loads((tmp_path / "pubmed.json").read_text())
+    first, again = pubmed["runs"]
+    assert 0 < first["studies"] == again["studies"] <= 40  # 2 days of 20, as the query matches
+    assert first["requests"] > 0 and again["requests"] > 0  # the re-run fetched again
+    assert not any(table.startswith(("raw.", "core.")) for table in pubmed["rewritten"])
+    rows = {row["measurement"]: row for row in pubmed["table"]}
+    assert rows["no-op re-run of 2 days: time"]["target"] == "≤ 30%"
+    assert rows["no-op re-run of 2 days: data rows rewritten (raw, core)"]["met"] is True
+
+
 @pytest.mark.e2e
 def test_daemon_backfill_benchmark_compares_both_policies(admin_url: str, tmp_path: Path) -> None:
     _smoke("daemon_backfill", admin_url, tmp_path)
