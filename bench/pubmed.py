@@ -36,6 +36,7 @@ from bench._common import (
     END,
     RESULTS,
     Row,
+    Workspace,
     add_cache_dir_argument,
     machine_facts,
     megabytes,
@@ -98,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         label = f"{args.days} days"
 
-        def measure(name: str) -> CliRun:
+        def measure(name: str, space: Workspace) -> CliRun:
             console.print(f"{name}: bioloupe-data backfill --from {start} --to {end} …")
             run = backfill(
                 name, space, server_url, start, start, end, SELECT, logs, count=landed_articles
@@ -107,9 +108,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             return run
 
         with workspace(args.admin_url, scratch) as space:
-            first = measure(label)
+            first = measure(label, space)
             before = write_counters(space.warehouse_url)
-            again = measure(f"{label}, no-op re-run")
+            again = measure(f"{label}, no-op re-run", space)
             rewritten = counter_delta(before, write_counters(space.warehouse_url))
 
     rows = [

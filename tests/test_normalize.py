@@ -66,6 +66,22 @@ def test_a_second_normalization_reads_no_document_and_writes_nothing(
     assert digest(database_url, "core.trial_sites") == sites
 
 
+def test_a_day_with_nothing_to_derive_is_not_staged(
+    conn: psycopg.Connection, database_url: str
+) -> None:
+    normalize(conn)
+
+    with connect(database_url) as fresh:  # a session of its own: its temporary tables are its own
+        again = {d.day: d for d in normalize_days(fresh, TRIALS_SPEC, DAYS, run_id="test")}
+        staging = fresh.execute(
+            "SELECT count(*) FROM pg_class WHERE relname LIKE 'stg\\_%' "
+            "AND relnamespace = pg_my_temp_schema()"
+        ).fetchone()
+
+    assert total(again, "unchanged") == len(DOCUMENTS)
+    assert staging == (0,)
+
+
 def test_only_the_document_whose_landed_version_changed_is_derived_again(
     conn: psycopg.Connection,
 ) -> None:

@@ -168,23 +168,19 @@ class ArticleParseError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class ArticleXml:
-    """One `<PubmedArticle>` serialized as a standalone XML string (no declaration, no DOCTYPE)."""
+    """One `<PubmedArticle>` serialized as a standalone XML string (no declaration, no DOCTYPE),
+    with what `article_identity(xml)` returns, or the error it raises, read off the element the
+    stream parsed (parsing the serialized string again cost as much as the rest of landing)."""
 
     pmid: str | None
     xml: str
-    # `article_identity(xml)`, or the error it raises, taken from the parsed element while the
-    # stream had it (parsing the serialized string again costed as much); None when not known.
-    known_identity: ArticleIdentity | ArticleParseError | None = field(
-        default=None, repr=False, compare=False
-    )
+    identity_or_error: ArticleIdentity | ArticleParseError = field(repr=False, compare=False)
 
     def identity(self) -> ArticleIdentity:
         """Key, partition day, version and content hash, as `article_identity(self.xml)`."""
-        if self.known_identity is None:
-            return article_identity(self.xml)
-        if isinstance(self.known_identity, ArticleParseError):
-            raise self.known_identity
-        return self.known_identity
+        if isinstance(self.identity_or_error, ArticleParseError):
+            raise self.identity_or_error
+        return self.identity_or_error
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,7 +278,7 @@ def _record(element: ET.Element) -> ArticleXml | DeletedCitations | None:
             )
         except ArticleParseError as exc:
             identity = exc
-        return ArticleXml(pmid=pmid, xml=xml, known_identity=identity)
+        return ArticleXml(pmid=pmid, xml=xml, identity_or_error=identity)
     if element.tag == "DeleteCitation":
         pmids = (_clean(pmid.text) for pmid in element.iter("PMID"))
         return DeletedCitations(pmids=tuple(pmid for pmid in pmids if pmid))
