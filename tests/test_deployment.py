@@ -33,6 +33,8 @@ def test_the_production_dagster_yaml_loads_against_postgresql(
     with dg.DagsterInstance.get() as instance:
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
         assert instance.run_monitoring_enabled
+        # a killed run's pool slot is given back, or its pool blocks every later run
+        assert instance.run_monitoring_settings["free_slots_after_run_end_seconds"] > 0
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         assert instance.get_settings("retention")["sensor"]["purge_after_days"]["skipped"] == 7
         assert instance.get_settings("concurrency")["pools"]["default_limit"] == 1
