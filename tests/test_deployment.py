@@ -53,7 +53,10 @@ def test_the_deployment_files_parse_and_name_the_same_code_location() -> None:
     assert (
         values["runLauncher"]["config"]["k8sRunLauncher"]["envSecrets"] == deployment["envSecrets"]
     )
-    assert values["dagsterDaemon"]["runMonitoring"]["enabled"] is True
+    monitoring = values["dagsterDaemon"]["runMonitoring"]
+    assert monitoring["enabled"] is True
+    # the chart's name for run_monitoring.free_slots_after_run_end_seconds (see above)
+    assert monitoring["freeSlotsAfterRunEndSeconds"] > 0
     (server,) = workspace["load_from"]
     assert server["grpc_server"]["port"] == int(entrypoint[-1])
     assert server["grpc_server"]["location_name"] == "bioloupe_data"
