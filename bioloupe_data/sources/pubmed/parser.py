@@ -227,14 +227,21 @@ def iter_pubmed_xml(source: bytes | BinaryIO) -> Iterator[ArticleXml | DeletedCi
     """
     if isinstance(source, str):
         raise TypeError("iter_pubmed_xml reads bytes or a binary stream, not str")
-    stream = io.BytesIO(source) if isinstance(source, bytes | bytearray | memoryview) else source
+    if isinstance(source, bytes | bytearray | memoryview):
+        body = bytes(source)
+        stream: BinaryIO = io.BytesIO(body)
+        slicer = _ArticleSlicer.of(body)
+    else:
+        stream, slicer = source, None
     try:
-        yield from _iter_records(stream)
+        yield from _iter_records(stream, slicer)
     except ET.ParseError as exc:
         raise ArticleParseError("invalid_xml", f"PubMed XML is not well-formed: {exc}") from exc
 
 
-def _iter_records(stream: BinaryIO) -> Iterator[ArticleXml | DeletedCitations]:
+def _iter_records(
+    stream: BinaryIO, slicer: _ArticleSlicer | None
+) -> Iterator[ArticleXml | DeletedCitations]:
     root: ET.Element | None = None
     record_level = 1
     depth = 0
@@ -248,7 +255,7 @@ def _iter_records(stream: BinaryIO) -> Iterator[ArticleXml | DeletedCitations]:
         depth -= 1
         if depth != record_level:
             continue
-        record = _record(element)
+        record = _record(element, slicer)
         if record is not None:
             yield record
         element.clear()
@@ -267,11 +274,68 @@ def _record_level(root: ET.Element) -> int:
     )
 
 
-def _record(element: ET.Element) -> ArticleXml | DeletedCitations | None:
+_ARTICLE_START = re.compile(rb"<PubmedArticle[\s>/]")
+_ARTICLE_END = b"</PubmedArticle>"
+# Markup in which `<PubmedArticle` could be text rather than a tag, or declarations that give an
+# article's text a meaning outside the article (entities of an internal DTD subset).
+_NOT_SLICEABLE = re.compile(rb"<!--|<!\[CDATA\[|<\?(?!xml[\s?])|<!DOCTYPE[^>\[]*\[")
+_DECLARED_ENCODING = re.compile(rb"^\s*<\?xml[^>]*encoding=[\"']([A-Za-z0-9._-]+)")
+
+
+class _ArticleSlicer:
+    """Each article's XML as the source wrote it, cut from the document's bytes.
+
+    Serializing the parsed element again (ElementTree's serializer is pure Python) cost more
+    than parsing the whole document. A cut is only used where it is certainly the element's
+    own markup: a UTF-8 document without comments, CDATA, processing instructions or an
+    internal DTD subset, and no namespace declared outside the articles (in such a document
+    `<` only ever starts a tag, so the n-th `<PubmedArticle` start tag is the n-th article).
+    Anything else, or a cut whose PMID is not the element's, serializes the element instead.
+    """
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.position = 0
+
+    @classmethod
+    def of(cls, body: bytes) -> _ArticleSlicer | None:
+        first = _ARTICLE_START.search(body)
+        if first is None or _NOT_SLICEABLE.search(body) or b"xmlns" in body[: first.start()]:
+            return None
+        declared = _DECLARED_ENCODING.match(body)
+        if declared and declared.group(1).lower() not in (b"utf-8", b"utf8"):
+            return None
+        return cls(body)
+
+    def next_article(self, pmid: str | None) -> str | None:
+        """The next article's markup, or None (and None from then on) when it cannot be cut."""
+        start = _ARTICLE_START.search(self.body, self.position)
+        if start is None:
+            return self._give_up()
+        end = self.body.find(_ARTICLE_END, start.end())
+        tag_end = self.body.find(b">", start.start())
+        if end < 0 or self.body[tag_end - 1 : tag_end] == b"/":
+            return self._give_up()
+        end += len(_ARTICLE_END)
+        cut = self.body[start.start() : end]
+        if pmid is not None and f">{pmid}</PMID>".encode() not in cut:
+            return self._give_up()
+        self.position = end
+        return cut.decode("utf-8")
+
+    def _give_up(self) -> None:
+        self.position = len(self.body) + 1
+        return None
+
+
+def _record(
+    element: ET.Element, slicer: _ArticleSlicer | None
+) -> ArticleXml | DeletedCitations | None:
     if element.tag == "PubmedArticle":
         element.tail = None
         pmid = _clean(element.findtext("MedlineCitation/PMID"))
-        xml = ET.tostring(element, encoding="unicode")
+        cut = slicer.next_article(pmid) if slicer is not None else None
+        xml = cut if cut is not None else ET.tostring(element, encoding="unicode")
         try:
             identity: ArticleIdentity | ArticleParseError = _raising_only_parse_errors(
                 _element_identity, element
