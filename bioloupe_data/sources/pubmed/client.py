@@ -11,7 +11,7 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from bioloupe_data.sources.http import HttpClient, HttpSettings, PendingGet, SourceError
@@ -24,6 +24,9 @@ SOURCE = "pubmed"
 REQUESTS_PER_SECOND = 3.0
 REQUESTS_PER_SECOND_WITH_KEY = 10.0
 MAX_RETRIEVABLE = 9999
+# A range over the limit is split into runs of days expected to hold about this many records
+# each (the headroom absorbs days busier than the range's average).
+PART_TARGET = 8000
 FETCH_BATCH = 500
 MAX_PMID = 99_999_999
 TOOL = "bioloupe-data"
@@ -65,6 +68,20 @@ class FetchPlan:
 
 def _day(value: date) -> str:
     return value.strftime("%Y/%m/%d")
+
+
+def _day_runs(first: date, last: date, count: int) -> list[tuple[date, date]]:
+    """first..last cut into `count` (at most one per day) consecutive runs of days as equal in
+    length as they can be, in order."""
+    days = (last - first).days + 1
+    count = max(1, min(count, days))
+    runs = []
+    start = 0
+    for index in range(count):
+        length = days // count + (1 if index < days % count else 0)
+        runs.append((first + timedelta(days=start), first + timedelta(days=start + length - 1)))
+        start += length
+    return runs
 
 
 def _text(root: ET.Element, tag: str) -> str | None:
@@ -170,16 +187,41 @@ class PubmedClient:
         return SearchResult(result.count, result.webenv, result.query_key, uid_range)
 
     def plan(self, start: date, end: date) -> FetchPlan:
-        """Searches covering the range, split by PMID ranges until each part fits 9,999."""
+        """Searches covering the range, each within the 9,999 records efetch can page through.
+
+        A range over the limit is split into equal runs of days, as many as its count calls for
+        (each run over the limit again is split the same way), and a single day over it into
+        PMID ranges. Every esearch is a request to NCBI, so the split follows the count instead
+        of halving blindly."""
         top = self.search(start, end)
-        if top.count <= MAX_RETRIEVABLE:
-            return FetchPlan(top.count, (top,) if top.count else (), 1)
-        parts: list[SearchResult] = []
         searches = 1
+        parts: list[SearchResult] = []
+        pending = [(start, end, top)]
+        while pending:
+            first, last, found = pending.pop()
+            if found.count <= MAX_RETRIEVABLE:
+                if found.count:
+                    parts.append(found)
+                continue
+            if first == last:
+                day_parts, day_searches = self._split_day(first)
+                parts += day_parts
+                searches += day_searches
+                continue
+            runs = _day_runs(first, last, -(-found.count // PART_TARGET))
+            searched = [(a, b, self.search(a, b)) for a, b in runs]
+            searches += len(searched)
+            pending += reversed(searched)  # popped earliest first
+        return FetchPlan(top.count, tuple(parts), searches)
+
+    def _split_day(self, day: date) -> tuple[list[SearchResult], int]:
+        """One day over the limit, split by halving PMID ranges until each part fits."""
+        parts: list[SearchResult] = []
+        searches = 0
         pending = [(1, MAX_PMID)]
         while pending:
             low, high = pending.pop()
-            part = self.search(start, end, (low, high))
+            part = self.search(day, day, (low, high))
             searches += 1
             if part.count == 0:
                 continue
@@ -188,7 +230,7 @@ class PubmedClient:
                 continue
             middle = (low + high) // 2
             pending += [(middle + 1, high), (low, middle)]  # popped lowest range first
-        return FetchPlan(top.count, tuple(parts), searches)
+        return parts, searches
 
     def fetch(self, part: SearchResult) -> Iterator[bytes]:
         """The part's records as efetch XML bodies of at most `fetch_batch` articles each."""
