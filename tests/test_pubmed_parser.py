@@ -3,6 +3,7 @@ real records in ../shared/realdata/pubmed."""
 
 from __future__ import annotations
 
+import hashlib
 import html
 import io
 import re
@@ -17,6 +18,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import orjson
 import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -337,6 +339,38 @@ def test_the_identity_a_stream_gives_each_article_is_the_one_its_xml_gives() -> 
                 reasons[streamed] += 1
     assert compared > 255
     assert reasons["invalid_pmid"] >= 1
+
+
+def _documented_canonical(element: ET.Element) -> list[Any]:
+    """The content hash's canonical form as documented: tag, sorted attributes, text and the
+    children with their tails, whitespace-only text and tails dropped."""
+
+    def significant(text: str | None) -> str | None:
+        return text if text is not None and text.strip() else None
+
+    return [
+        element.tag,
+        sorted(element.attrib.items()),
+        significant(element.text),
+        [[_documented_canonical(child), significant(child.tail)] for child in element],
+    ]
+
+
+def test_content_hashes_are_the_sha256_of_the_documented_canonical_form() -> None:
+    """Stored content hashes decide what a re-fetch rewrites: a change to how they are computed
+    must not change a single one."""
+    odd_space = (
+        "<PubmedArticle><MedlineCitation><PMID Version='1'>7</PMID><DateRevised><Year>2024"
+        "</Year><Month>01</Month><Day>02</Day></DateRevised><Article z='2' a='1'>"
+        "<ArticleTitle>\u00a0</ArticleTitle><Abstract> <AbstractText></AbstractText>"
+        "\u2003\n<AbstractText> x </AbstractText>\t</Abstract></Article></MedlineCitation>"
+        "</PubmedArticle>"
+    )
+    xmls = [r.xml for r in real_articles()] + [odd_space]
+    for xml in xmls:
+        element = ET.fromstring(xml)
+        documented = hashlib.sha256(orjson.dumps(_documented_canonical(element))).hexdigest()
+        assert article_identity(xml).content_hash == documented
 
 
 # --- the anomalies listed in ANOMALIES.md --------------------------------------------------------
