@@ -64,7 +64,7 @@ def test_a_range_over_the_esearch_limit_is_split_by_runs_of_days_its_count_calls
 ) -> None:
     """The limits scaled down (as if efetch could page through 50 records, parts aimed at 40):
     6 days of 30 articles are 5 runs of days, the 2-day run split again into its days; every
-    article is fetched once, with 8 searches."""
+    article is fetched once, with 8 searches (halving PMID ranges took 50)."""
     monkeypatch.setattr(client_module, "MAX_RETRIEVABLE", 50)
     monkeypatch.setattr(client_module, "PART_TARGET", 40)
     folder = tmp_path / "served"

@@ -296,6 +296,7 @@ class _ArticleSlicer:
     def __init__(self, body: bytes) -> None:
         self.body = body
         self.position = 0
+        self.usable = True
 
     @classmethod
     def of(cls, body: bytes) -> _ArticleSlicer | None:
@@ -309,23 +310,19 @@ class _ArticleSlicer:
 
     def next_article(self, pmid: str | None) -> str | None:
         """The next article's markup, or None (and None from then on) when it cannot be cut."""
-        start = _ARTICLE_START.search(self.body, self.position)
+        start = _ARTICLE_START.search(self.body, self.position) if self.usable else None
         if start is None:
-            return self._give_up()
+            self.usable = False
+            return None
         end = self.body.find(_ARTICLE_END, start.end())
         tag_end = self.body.find(b">", start.start())
-        if end < 0 or self.body[tag_end - 1 : tag_end] == b"/":
-            return self._give_up()
-        end += len(_ARTICLE_END)
-        cut = self.body[start.start() : end]
-        if pmid is not None and f">{pmid}</PMID>".encode() not in cut:
-            return self._give_up()
-        self.position = end
+        cut = self.body[start.start() : end + len(_ARTICLE_END)] if end >= 0 else b""
+        self_closing = self.body[tag_end - 1 : tag_end] == b"/"
+        if not cut or self_closing or (pmid is not None and f">{pmid}</PMID>".encode() not in cut):
+            self.usable = False
+            return None
+        self.position = end + len(_ARTICLE_END)
         return cut.decode("utf-8")
-
-    def _give_up(self) -> None:
-        self.position = len(self.body) + 1
-        return None
 
 
 def _record(
