@@ -13,6 +13,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from bioloupe_data.local import dagster_instance
 from bioloupe_data.replay.server import ReplayServer
 from bioloupe_data.warehouse.database import (
     EmbeddedServer,
@@ -68,10 +69,14 @@ def url_for(admin: str, database: str) -> str:
     return f"{base}/{database}" + (f"?{query}" if query else "")
 
 
-def create_database(admin: str) -> str:
+def create_database(admin: str, template: str | None = None) -> str:
+    """A new database, empty or a copy of `template` (which no session may be connected to)."""
     name = f"bioloupe_test_{uuid.uuid4().hex[:12]}"
+    statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template is not None:
+        statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        conn.execute(statement)
     return name
 
 
@@ -132,6 +137,17 @@ def dagster_home(tmp_path: Path, dagster_storage_url: str) -> Path:
 def instance(dagster_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dg.DagsterInstance]:
     monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
     with dg.DagsterInstance.get() as inst:
+        yield inst
+
+
+@pytest.fixture
+def command_instance(
+    dagster_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dg.DagsterInstance]:
+    """The instance `bioloupe-data backfill` runs on: PostgreSQL storage keeping one connection
+    open for the command's life (`local.dagster_instance`)."""
+    monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
+    with dagster_instance() as inst:
         yield inst
 
 

@@ -24,7 +24,7 @@ from bioloupe_data.sources.clinicaltrials import ClinicalTrialsClient
 from bioloupe_data.warehouse.database import connect
 from bioloupe_data.warehouse.migrate import migrate
 
-from conftest import CTGOV_DATA
+from conftest import CTGOV_DATA, create_database, drop_database, url_for
 from warehouse_helpers import count, link_files
 
 NEW_DRUGS = ("Loupetinib", "Dataloupumab")
@@ -46,11 +46,26 @@ def _load_trials(url: str, folder: Path) -> None:
         client.close()
 
 
+@pytest.fixture(scope="module")
+def loaded_template(admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A database holding every real trial, landed and normalized once for the module."""
+    name = create_database(admin_url)
+    try:
+        folder = link_files(sorted(CTGOV_DATA.glob("NCT*.json")), tmp_path_factory.mktemp("served"))
+        _load_trials(url_for(admin_url, name), folder)
+        yield name
+    finally:
+        drop_database(admin_url, name)
+
+
 @pytest.fixture
-def loaded(database_url: str, tmp_path: Path) -> str:
-    folder = link_files(sorted(CTGOV_DATA.glob("NCT*.json")), tmp_path / "served")
-    _load_trials(database_url, folder)
-    return database_url
+def loaded(admin_url: str, loaded_template: str) -> Iterator[str]:
+    """A throwaway copy of the loaded warehouse for one test."""
+    name = create_database(admin_url, template=loaded_template)
+    try:
+        yield url_for(admin_url, name)
+    finally:
+        drop_database(admin_url, name)
 
 
 @pytest.fixture

@@ -1,9 +1,11 @@
 """Reading the warehouse the way a user checks it: row counts, row digests, and PostgreSQL's own
-write counters."""
+write counters; and the spans of days to check it over."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 
 import psycopg
@@ -110,3 +112,12 @@ def files_holding(folder: Path, needles: tuple[str, ...]) -> list[Path]:
         for path in folder.rglob("*")
         if path.is_file() and any(n.encode() in path.read_bytes() for n in needles)
     ]
+
+
+def busiest_years(days: Sequence[date], years: int) -> tuple[date, date]:
+    """The `years` consecutive calendar years holding most of `days`, cut to the span of `days`."""
+    first = max(
+        range(min(days).year, max(days).year - years + 2),
+        key=lambda year: sum(year <= d.year < year + years for d in days),
+    )
+    return max(date(first, 1, 1), min(days)), min(date(first + years - 1, 12, 31), max(days))
