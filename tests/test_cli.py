@@ -28,7 +28,6 @@ from bioloupe_data.replay.synth import write_synthetic
 from conftest import (
     CTGOV_DATA,
     create_database,
-    dagster_yaml,
     drop_database,
     stop_embedded_server,
     url_for,
@@ -49,14 +48,6 @@ def _environment(**values: str) -> dict[str, str]:
     env.pop("DAGSTER_HOME", None)
     env.update(values)
     return env
-
-
-@pytest.fixture
-def dagster_instance_home(tmp_path: Path, dagster_storage_url: str) -> Path:
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text(dagster_yaml(dagster_storage_url))
-    return home
 
 
 def _runs(home: Path) -> list[dg.DagsterRun]:
@@ -89,7 +80,7 @@ def _days(start: date, end: date) -> set[str]:
 
 
 def test_backfill_command_on_a_server_given_by_url(
-    tmp_path: Path, database_url: str, dagster_instance_home: Path
+    tmp_path: Path, database_url: str, dagster_home: Path
 ) -> None:
     studies = sorted(CTGOV_DATA.glob("NCT*.json"), key=lambda p: p.stat().st_size)[:25]
     folder = link_files(studies, tmp_path / "served")
@@ -104,7 +95,7 @@ def test_backfill_command_on_a_server_given_by_url(
     with ReplayServer(folder) as server:
         env = _environment(
             BIOLOUPE_DATABASE_URL=database_url,
-            DAGSTER_HOME=str(dagster_instance_home),
+            DAGSTER_HOME=str(dagster_home),
             CTGOV_BASE_URL=server.url,
             CTGOV_SCOPE="all",
             BIOLOUPE_START_DATE="2006-01-01",
@@ -131,16 +122,16 @@ def test_backfill_command_on_a_server_given_by_url(
         assert "docs/s" in bar
     assert f"{expected} docs" in _progress_line(done.stderr, "raw/clinicaltrials_gov")
     for key in (CLINICALTRIALS_LANDING_KEY, TRIALS_KEY):
-        assert _materialized(dagster_instance_home, key) == _days(start, end)
+        assert _materialized(dagster_home, key) == _days(start, end)
     assert not (tmp_path / ".bioloupe").exists()  # nothing embedded was started
 
 
 def test_backfill_command_rejects_a_range_outside_the_partitions(
-    tmp_path: Path, database_url: str, dagster_instance_home: Path
+    tmp_path: Path, database_url: str, dagster_home: Path
 ) -> None:
     env = _environment(
         BIOLOUPE_DATABASE_URL=database_url,
-        DAGSTER_HOME=str(dagster_instance_home),
+        DAGSTER_HOME=str(dagster_home),
         BIOLOUPE_START_DATE="2020-01-01",
     )
     done = subprocess.run(
@@ -172,13 +163,13 @@ sys.exit(cli.main(sys.argv[1:]))
 
 
 def test_a_backfill_runs_with_what_it_loaded_out_of_the_collectors_reach(
-    database_url: str, dagster_instance_home: Path, ctgov_replay: ReplayServer
+    database_url: str, dagster_home: Path, ctgov_replay: ReplayServer
 ) -> None:
     """Dagster, the definitions and the instance live as long as the command; each full
     collection of a range would otherwise walk all of them again."""
     env = _environment(
         BIOLOUPE_DATABASE_URL=database_url,
-        DAGSTER_HOME=str(dagster_instance_home),
+        DAGSTER_HOME=str(dagster_home),
         CTGOV_BASE_URL=ctgov_replay.url,
         CTGOV_SCOPE="all",
         BIOLOUPE_START_DATE="2020-01-01",
@@ -223,13 +214,13 @@ def _landed_by_day(url: str) -> dict[str, int]:
 
 
 def test_a_killed_backfill_keeps_its_committed_days_and_a_rerun_converges(
-    synthetic_days: Path, database_url: str, dagster_instance_home: Path, admin_url: str
+    synthetic_days: Path, database_url: str, dagster_home: Path, admin_url: str
 ) -> None:
     start = KILL_END - timedelta(days=KILL_DAYS - 1)
     with ReplayServer(synthetic_days) as server:
         env = _environment(
             BIOLOUPE_DATABASE_URL=database_url,
-            DAGSTER_HOME=str(dagster_instance_home),
+            DAGSTER_HOME=str(dagster_home),
             CTGOV_BASE_URL=server.url,
             CTGOV_SCOPE="all",
             BIOLOUPE_START_DATE="2024-01-01",
@@ -245,7 +236,7 @@ def test_a_killed_backfill_keeps_its_committed_days_and_a_rerun_converges(
         )
         try:
             deadline = time.monotonic() + 240
-            while len(_materialized(dagster_instance_home, CLINICALTRIALS_LANDING_KEY)) < 2:
+            while len(_materialized(dagster_home, CLINICALTRIALS_LANDING_KEY)) < 2:
                 assert process.poll() is None, "the backfill ended before it could be killed"
                 assert time.monotonic() < deadline
                 time.sleep(0.05)
@@ -257,7 +248,7 @@ def test_a_killed_backfill_keeps_its_committed_days_and_a_rerun_converges(
                 os.killpg(process.pid, signal.SIGKILL)
 
         committed = _committed_days(database_url)
-        materialized = _materialized(dagster_instance_home, CLINICALTRIALS_LANDING_KEY)
+        materialized = _materialized(dagster_home, CLINICALTRIALS_LANDING_KEY)
         landed = _landed_by_day(database_url)
         assert len(committed) < KILL_DAYS, "the kill came too late to test anything"
         # Every committed day is whole; nothing of the day in flight was kept.
@@ -269,7 +260,7 @@ def test_a_killed_backfill_keeps_its_committed_days_and_a_rerun_converges(
         assert materialized <= set(committed)
         assert set(committed) - materialized <= {max(committed)}
 
-        (killed,) = _runs(dagster_instance_home)
+        (killed,) = _runs(dagster_home)
         assert killed.status == dg.DagsterRunStatus.STARTED  # nothing watched it die...
 
         rerun = subprocess.run(
@@ -278,7 +269,7 @@ def test_a_killed_backfill_keeps_its_committed_days_and_a_rerun_converges(
         assert rerun.returncode == 0, rerun.stderr
         # ...until the next backfill found its process gone and marked it failed.
         assert f"marked run {killed.run_id} failed" in rerun.stderr
-        statuses = {run.run_id: run.status for run in _runs(dagster_instance_home)}
+        statuses = {run.run_id: run.status for run in _runs(dagster_home)}
         assert statuses.pop(killed.run_id) == dg.DagsterRunStatus.FAILURE
         assert set(statuses.values()) == {dg.DagsterRunStatus.SUCCESS}
 
@@ -297,7 +288,7 @@ def test_a_killed_backfill_keeps_its_committed_days_and_a_rerun_converges(
             assert warehouse_digest(database_url) == warehouse_digest(reference_url)
         finally:
             drop_database(admin_url, reference)
-    assert _materialized(dagster_instance_home, TRIALS_KEY) == _days(start, KILL_END)
+    assert _materialized(dagster_home, TRIALS_KEY) == _days(start, KILL_END)
     assert count(database_url, "core.trials") == KILL_DAYS * KILL_PER_DAY
 
 
@@ -345,7 +336,7 @@ def test_demo_runs_on_the_embedded_server_and_a_second_demo_changes_nothing(
 
 
 def test_backfill_of_one_source_then_of_both_over_one_range(
-    tmp_path: Path, database_url: str, dagster_storage_url: str, dagster_instance_home: Path
+    tmp_path: Path, database_url: str, dagster_storage_url: str, dagster_home: Path
 ) -> None:
     end = date(2024, 5, 3)
     start = end - timedelta(days=2)
@@ -354,7 +345,7 @@ def test_backfill_of_one_source_then_of_both_over_one_range(
     with ReplayServer(folder) as server:
         env = _environment(
             BIOLOUPE_DATABASE_URL=database_url,
-            DAGSTER_HOME=str(dagster_instance_home),
+            DAGSTER_HOME=str(dagster_home),
             CTGOV_BASE_URL=server.url,
             CTGOV_SCOPE="all",
             PUBMED_BASE_URL=server.url,
@@ -387,7 +378,7 @@ def test_backfill_of_one_source_then_of_both_over_one_range(
     assert count(database_url, "core.publications") == 18
     assert "raw/pubmed" in both.stdout and "raw/clinicaltrials_gov" in both.stdout
     for key in (PUBMED_LANDING_KEY, PUBLICATIONS_KEY, CLINICALTRIALS_LANDING_KEY, TRIALS_KEY):
-        assert _materialized(dagster_instance_home, key) == _days(start, end)
+        assert _materialized(dagster_home, key) == _days(start, end)
 
 
 def test_synth_writes_the_days_that_end_where_asked(tmp_path: Path) -> None:

@@ -116,8 +116,9 @@ def files_holding(folder: Path, needles: tuple[str, ...]) -> list[Path]:
 
 def busiest_years(days: Sequence[date], years: int) -> tuple[date, date]:
     """The `years` consecutive calendar years holding most of `days`, cut to the span of `days`."""
+    first_year, last_year = min(days).year, max(days).year
     first = max(
-        range(min(days).year, max(days).year - years + 2),
+        range(first_year, max(first_year, last_year - years + 1) + 1),
         key=lambda year: sum(year <= d.year < year + years for d in days),
     )
     return max(date(first, 1, 1), min(days)), min(date(first + years - 1, 12, 31), max(days))
