@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from datetime import date
 from pathlib import Path
 
 import dagster as dg
@@ -13,8 +14,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from bioloupe_data.definitions import defs
 from bioloupe_data.local import dagster_instance
 from bioloupe_data.replay.server import ReplayServer
+from bioloupe_data.runner import BackfillReport, run_backfill
 from bioloupe_data.warehouse.database import (
     EmbeddedServer,
     as_sqlalchemy_psycopg2_url,
@@ -25,6 +28,17 @@ from bioloupe_data.warehouse.migrate import migrate
 REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
 CTGOV_DATA = REALDATA / "ctgov"
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def backfill(
+    keys: Sequence[dg.AssetKey], start: date, end: date, instance: dg.DagsterInstance | None = None
+) -> BackfillReport:
+    """A backfill as the CLI runs it, on `instance` or else on an instance whose storage is kept
+    in memory (enough where what a test checks is the warehouse)."""
+    if instance is not None:
+        return run_backfill(defs(), instance, keys, start, end)
+    with dg.DagsterInstance.ephemeral() as ephemeral:
+        return run_backfill(defs(), ephemeral, keys, start, end)
 
 
 def _reachable(url: str) -> bool:

@@ -17,9 +17,9 @@ from bioloupe_data.assets.normalize import TRIALS_KEY
 from bioloupe_data.definitions import defs
 from bioloupe_data.partitions import MAX_DAYS_PER_RUN
 from bioloupe_data.replay.server import ReplayServer
-from bioloupe_data.runner import BackfillReport, plan, run_backfill
+from bioloupe_data.runner import BackfillReport, plan
 
-from conftest import CTGOV_DATA, create_database, drop_database, url_for
+from conftest import CTGOV_DATA, backfill, create_database, drop_database, url_for
 from warehouse_helpers import busiest_years, count, link_files, warehouse_digest, write_counters
 
 KEYS = [CLINICALTRIALS_LANDING_KEY, TRIALS_KEY]
@@ -32,15 +32,6 @@ def _last_update(path: Path) -> date:
     return date.fromisoformat(
         study["protocolSection"]["statusModule"]["lastUpdatePostDateStruct"]["date"]
     )
-
-
-def _backfill(start: date, end: date, instance: dg.DagsterInstance | None = None) -> BackfillReport:
-    """A backfill as the CLI runs it, on `instance` or else on an instance whose storage is kept
-    in memory (the short ranges of most tests: what they check is the warehouse)."""
-    if instance is not None:
-        return run_backfill(defs(), instance, KEYS, start, end)
-    with dg.DagsterInstance.ephemeral() as ephemeral:
-        return run_backfill(defs(), ephemeral, KEYS, start, end)
 
 
 def _counts(report: BackfillReport, asset: dg.AssetKey) -> dict[str, int]:
@@ -78,7 +69,7 @@ def test_every_real_study_lands_once_and_a_second_backfill_rewrites_nothing(
     first_day, last_day = min(updated), max(updated)
     days = (last_day - first_day).days + 1
 
-    report = _backfill(first_day, last_day, command_instance)
+    report = backfill(KEYS, first_day, last_day, command_instance)
 
     assert report.failed is None
     assert len(report.runs) == math.ceil(days / MAX_DAYS_PER_RUN)
@@ -101,7 +92,7 @@ def test_every_real_study_lands_once_and_a_second_backfill_rewrites_nothing(
     studies_again = sum(start <= day <= end for day in updated)
     assert studies_again > 544 / 2
 
-    again = _backfill(start, end, command_instance)
+    again = backfill(KEYS, start, end, command_instance)
 
     assert again.failed is None
     assert server.request_count > requests_before  # it fetched them again...
@@ -120,7 +111,7 @@ def test_a_newer_version_of_one_study_updates_exactly_its_row(
     server.reload()
     first_day = min(_last_update(p) for p in studies)
     last_day = max(_last_update(p) for p in studies)
-    assert _backfill(first_day, last_day).failed is None
+    assert backfill(KEYS, first_day, last_day).failed is None
 
     amended_path = studies[7]
     study = json.loads(amended_path.read_text())
@@ -135,7 +126,7 @@ def test_a_newer_version_of_one_study_updates_exactly_its_row(
     server.reload()
     counters_before = write_counters(database_url)
 
-    report = _backfill(first_day, new_day)
+    report = backfill(KEYS, first_day, new_day)
 
     assert report.failed is None
     assert _counts(report, CLINICALTRIALS_LANDING_KEY)["updated"] == 1
@@ -181,7 +172,7 @@ def test_two_snapshots_of_a_study_leave_identical_rows_in_either_order(
                     old.unlink()
                 (folder / "NCT02552212.json").symlink_to(snapshot)
                 server.reload()
-                assert _backfill(day, day).failed is None
+                assert backfill(KEYS, day, day).failed is None
             assert count(url, "core.trials") == 1
             assert count(url, "raw.documents", "version_key = '2024-01-03'") == 1
             digests.append(warehouse_digest(url))
@@ -227,7 +218,7 @@ def test_partial_and_broken_records_land_or_are_dead_lettered_with_a_reason(
     server.reload()
     assert len(dated) >= 15
 
-    report = _backfill(day, day)
+    report = backfill(KEYS, day, day)
 
     assert report.failed is None
     landed = count(database_url, "raw.documents")

@@ -14,26 +14,16 @@ import pytest
 
 from bioloupe_data.assets.ingestion import PUBMED_LANDING_KEY
 from bioloupe_data.assets.normalize import PUBLICATIONS_KEY
-from bioloupe_data.definitions import defs
 from bioloupe_data.replay.server import ReplayServer
 from bioloupe_data.replay.synth import write_synthetic, write_synthetic_pubmed_day
-from bioloupe_data.runner import BackfillReport, run_backfill
+from bioloupe_data.runner import BackfillReport
 from bioloupe_data.sources.pubmed import article_identity
 
-from conftest import REALDATA
+from conftest import REALDATA, backfill
 from warehouse_helpers import busiest_years, count, link_files, warehouse_digest, write_counters
 
 KEYS = [PUBMED_LANDING_KEY, PUBLICATIONS_KEY]
 ARTICLES = sorted((REALDATA / "pubmed" / "articles").glob("*.xml"))
-
-
-def _backfill(start: date, end: date, instance: dg.DagsterInstance | None = None) -> BackfillReport:
-    """A backfill as the CLI runs it, on `instance` or else on an instance whose storage is kept
-    in memory (see test_clinicaltrials_backfill: what is checked here is the warehouse)."""
-    if instance is not None:
-        return run_backfill(defs(), instance, KEYS, start, end)
-    with dg.DagsterInstance.ephemeral() as ephemeral:
-        return run_backfill(defs(), ephemeral, KEYS, start, end)
 
 
 def _counts(report: BackfillReport, key: dg.AssetKey) -> dict[str, int]:
@@ -84,7 +74,7 @@ def test_every_real_article_lands_once_and_a_second_backfill_rewrites_nothing(
     days = [article_identity(p.read_bytes()).modified for p in ARTICLES]
     first_day, last_day = min(days), max(days)
 
-    report = _backfill(first_day, last_day, command_instance)
+    report = backfill(KEYS, first_day, last_day, command_instance)
 
     assert report.failed is None
     for key in KEYS:
@@ -113,7 +103,7 @@ def test_every_real_article_lands_once_and_a_second_backfill_rewrites_nothing(
     articles_again = sum(start <= day <= end for day in days)
     assert articles_again > 255 / 2
 
-    again = _backfill(start, end, command_instance)
+    again = backfill(KEYS, start, end, command_instance)
 
     assert again.failed is None
     assert server.request_count > requests_before
@@ -131,7 +121,7 @@ def test_a_day_over_the_esearch_limit_is_fetched_whole_by_pmid_ranges(
     write_synthetic_pubmed_day(folder, day, 10_400, seed=3)
     server.reload()
 
-    report = _backfill(day, day)
+    report = backfill(KEYS, day, day)
 
     assert report.failed is None
     assert count(database_url, "raw.documents", "source = 'pubmed'") == 10_400
@@ -155,9 +145,8 @@ def test_synthetic_publications_citing_synthetic_trials_are_linked(
     server.reload()
     start = date(2024, 6, 28)
 
-    with dg.DagsterInstance.ephemeral() as instance:
-        keys = [*KEYS, dg.AssetKey(["raw", "clinicaltrials_gov"]), dg.AssetKey(["core", "trials"])]
-        report = run_backfill(defs(), instance, keys, start, end)
+    keys = [*KEYS, dg.AssetKey(["raw", "clinicaltrials_gov"]), dg.AssetKey(["core", "trials"])]
+    report = backfill(keys, start, end)
 
     assert report.failed is None
     assert count(database_url, "core.trials") == 60
