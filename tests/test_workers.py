@@ -66,17 +66,37 @@ def test_a_failing_day_rolls_back_alone_and_stops_what_follows(
     conns: list[psycopg.Connection],
 ) -> None:
     reported: list[int] = []
+    day_3_failed = threading.Event()
+
+    def failing_day_3(conn: psycopg.Connection) -> int:
+        try:
+            return write_day(3, [1, -1])(conn)
+        finally:
+            day_3_failed.set()
+
+    def after_day_3_failed(day: int) -> Work:
+        # Only the day already in flight beside day 3 may start before its failure is seen;
+        # holding later days until day 3 has failed makes that the only order possible.
+        def work(conn: psycopg.Connection) -> int:
+            assert day_3_failed.wait(timeout=30)
+            return write_day(day, [1])(conn)
+
+        return work
+
     with (
         pytest.raises(ValueError, match="bad item on day 3"),
         DayWorkers(conns, reported.append) as w,
     ):
         for day in range(10):
-            w.submit(write_day(day, [1, -1] if day == 3 else [1]))
+            if day < 3:
+                w.submit(write_day(day, [1]))
+            else:
+                w.submit(failing_day_3 if day == 3 else after_day_3_failed(day))
 
     days = stored(conns[0])
     assert 3 not in days
     assert set(range(3)) <= set(days)  # what committed before stays
-    assert max(days) <= 4  # at most the day already in flight beside it
+    assert max(days) <= 4  # nothing was started once day 3 had failed
     assert sorted(reported) == days
 
 
