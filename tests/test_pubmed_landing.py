@@ -1,5 +1,6 @@
 """PubMed landing without Dagster: a re-fetch lands the article that changed, leaves the rest alone
-and counts everything it received."""
+and counts everything it received; articles stored byte for byte as fetched are recognised
+without parsing them."""
 
 from __future__ import annotations
 
@@ -8,11 +9,17 @@ from datetime import date
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from bioloupe_data.pipelines import pubmed
 from bioloupe_data.replay.server import ReplayServer
 from bioloupe_data.replay.synth import write_synthetic_pubmed_day
+from bioloupe_data.sources.http import SourceError
+from bioloupe_data.sources.pubmed import ArticleXml, iter_pubmed_xml
 from bioloupe_data.sources.pubmed.client import PubmedClient
+from bioloupe_data.warehouse.digest import table_digest
+from bioloupe_data.warehouse.documents import Document, land_documents
+from bioloupe_data.warehouse.migrate import migrate
 
 DAY = date(2024, 3, 5)
 ARTICLES = 40
@@ -67,3 +74,83 @@ def test_a_refetch_lands_the_revised_article_and_counts_the_rest_unchanged(
     ).fetchone()
     assert titles == (True,)
     assert conn.execute("SELECT count(*) FROM raw.documents").fetchone() == (ARTICLES,)
+
+
+REAL_SETS = Path(__file__).resolve().parents[1].parent / "shared" / "realdata" / "pubmed" / "sets"
+RANGE = (date(2015, 1, 1), date(2020, 12, 31))  # some real articles fall on either side
+
+
+def _parsed_documents(body: bytes) -> list[Document]:
+    articles = [a for a in iter_pubmed_xml(body) if isinstance(a, ArticleXml)]
+    return [pubmed._to_document(a, *RANGE) for a in articles]
+
+
+def test_articles_stored_byte_for_byte_read_back_as_parsing_them_reads_them(
+    conn: psycopg.Connection,
+) -> None:
+    bodies = [p.read_bytes() for p in sorted(REAL_SETS.glob("*.xml"))]
+    bodies = [b for b in bodies if b"<DeleteCitation" not in b]
+    with conn.transaction():
+        for body in bodies:
+            assert pubmed._stored_documents(conn, body, *RANGE) is None  # nothing stored yet
+            land_documents(conn, "pubmed", _parsed_documents(body))
+
+    compared = 0
+    for body in bodies:
+        assert pubmed._stored_documents(conn, body, *RANGE) == _parsed_documents(body)
+        compared += len(_parsed_documents(body))
+    assert compared > 200
+
+    # one article changed at the source, even in layout only: the body is parsed again
+    body = next(b for b in bodies if b.count(b"<PubmedArticle>") > 50)
+    relaid = body.replace(b"<PMID Version=", b"<PMID  Version=", 1)
+    assert _parsed_documents(relaid)[0].content_hash == _parsed_documents(body)[0].content_hash
+    assert pubmed._stored_documents(conn, relaid, *RANGE) is None
+
+
+@pytest.mark.parametrize("damage", [b"<Unclosed>", b"&nbsp;"])
+def test_a_known_body_damaged_between_its_articles_is_an_error_to_fetch_again(
+    conn: psycopg.Connection, damage: bytes
+) -> None:
+    body = (REAL_SETS / "PathwayCommons__ncbiutils__tests_data_pubmed.xml").read_bytes()
+    with conn.transaction():
+        land_documents(conn, "pubmed", _parsed_documents(body))
+    damaged = body.replace(b"</PubmedArticle>", b"</PubmedArticle>" + damage, 1)
+    with pytest.raises(SourceError, match="unreadable XML"):
+        pubmed._stored_documents(conn, damaged, *RANGE)
+
+
+def test_a_refetch_of_an_unchanged_day_parses_no_article_and_writes_nothing(
+    conn: psycopg.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "served"
+    write_synthetic_pubmed_day(folder, DAY, ARTICLES, seed=12)
+    with ReplayServer(folder) as server:
+        client = PubmedClient.create(server.url, "all[sb]")
+        try:
+            pubmed.land_range(conn, client, DAY, DAY, run_id="first")
+            before = table_digest(conn, "raw.documents")
+
+            def no_parsing(body: bytes) -> None:
+                raise AssertionError("an unchanged article was parsed")
+
+            monkeypatch.setattr(pubmed, "iter_pubmed_xml", no_parsing)
+            (again,) = pubmed.land_range(conn, client, DAY, DAY, run_id="again")
+        finally:
+            client.close()
+
+    assert (again.received, again.counts.unchanged, again.counts.updated) == (ARTICLES, ARTICLES, 0)
+    assert table_digest(conn, "raw.documents") == before
+
+
+def test_digests_of_articles_landed_before_they_were_kept_are_filled_in(
+    conn: psycopg.Connection,
+) -> None:
+    body = (REAL_SETS / "xizhou__pubMR__pubmed_result.xml").read_bytes()
+    with conn.transaction():
+        land_documents(conn, "pubmed", _parsed_documents(body))
+    conn.execute("UPDATE raw.documents SET source_digest = NULL")
+    conn.execute("DELETE FROM ops.schema_migrations WHERE version = '010_source_digest'")
+
+    assert migrate(conn) == ["010_source_digest"]
+    assert pubmed._stored_documents(conn, body, *RANGE) == _parsed_documents(body)

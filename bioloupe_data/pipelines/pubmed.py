@@ -35,6 +35,7 @@ from bioloupe_data.sources.pubmed.parser import (
     iter_pubmed_xml,
     parse_article,
 )
+from bioloupe_data.sources.pubmed.slicing import article_digest, check_well_formed, cut_articles
 from bioloupe_data.warehouse.documents import DOCUMENTS, DeadLetter, Document
 from bioloupe_data.warehouse.statistics import GrowingTables
 from bioloupe_data.warehouse.upsert import Table, copy_rows
@@ -54,6 +55,7 @@ SPOOL_COLUMNS = (
     "version_key",
     "content_hash",
     "partition_date",
+    "source_digest",
 )
 EXCERPT_CHARS = 2000
 
@@ -72,15 +74,65 @@ PUBLICATIONS_SPEC = NormalizeSpec(
 
 def _to_document(article: ArticleXml, start: date, end: date) -> Document:
     identity = article.identity()
-    day = min(max(identity.modified, start), end)
     return Document(
         doc_id=identity.pmid,
-        payload_json=orjson.dumps({"pmid": identity.pmid, "xml": article.xml}).decode(),
+        payload_json=_payload_json(identity.pmid, article.xml),
         source_updated_at=datetime.combine(identity.modified, time(), UTC),
         version_key=identity.version_key,
         content_hash=identity.content_hash,
-        partition_date=day,
+        partition_date=_range_day(identity.modified, start, end),
+        source_digest=article_digest(article.xml),
     )
+
+
+def _payload_json(pmid: str, xml: str) -> str:
+    return orjson.dumps({"pmid": pmid, "xml": xml}).decode()
+
+
+def _range_day(modified: date, start: date, end: date) -> date:
+    return min(max(modified, start), end)
+
+
+def _stored_documents(
+    conn: psycopg.Connection, body: bytes, start: date, end: date
+) -> list[Document] | None:
+    """The body's documents when every article in it is, byte for byte, the XML stored for its
+    PMID: what parsing would read off those bytes (key, day, version, content hash) is what was
+    stored with them, so none is parsed. None when any article is new or changed, or the body
+    cannot be cut into articles without parsing it (`cut_articles`)."""
+    cuts = cut_articles(body)
+    if not cuts:
+        return None
+    rows = conn.execute(
+        """
+        SELECT d.doc_id, d.source_digest, d.source_updated_at, d.version_key, d.content_hash
+        FROM unnest(%s::text[]) AS k(doc_id)
+        JOIN raw.documents AS d ON d.source = %s AND d.doc_id = k.doc_id
+        """,
+        ([cut.pmid for cut in cuts], SOURCE),
+    ).fetchall()
+    stored = {row[0]: row[1:] for row in rows}
+    documents = []
+    for cut in cuts:
+        digest, updated_at, version_key, content_hash = stored.get(cut.pmid, (None,) * 4)
+        if digest != cut.digest:
+            return None
+        documents.append(
+            Document(
+                doc_id=cut.pmid,
+                payload_json=_payload_json(cut.pmid, cut.xml),
+                source_updated_at=updated_at,
+                version_key=version_key,
+                content_hash=content_hash,
+                partition_date=_range_day(updated_at.astimezone(UTC).date(), start, end),
+                source_digest=cut.digest,
+            )
+        )
+    try:
+        check_well_formed(body)
+    except ValueError as exc:  # e.g. cut short after an article: fetch it again
+        raise SourceError(f"{SOURCE}: efetch answered with unreadable XML: {exc}") from None
+    return documents
 
 
 def _create_spool(conn: psycopg.Connection) -> None:
@@ -88,7 +140,7 @@ def _create_spool(conn: psycopg.Connection) -> None:
         sql.SQL(
             "CREATE TEMP TABLE IF NOT EXISTS {} (doc_id text, payload_json text, "
             "source_updated_at timestamptz, version_key text, content_hash text, "
-            "partition_date date) ON COMMIT PRESERVE ROWS"
+            "partition_date date, source_digest bytea) ON COMMIT PRESERVE ROWS"
         ).format(SPOOL)
     )
     conn.execute(
@@ -109,6 +161,10 @@ def _spooled(conn: psycopg.Connection, day: date) -> Iterator[Document]:
             yield Document(*row)
 
 
+def _spool_row(document: Document) -> tuple[Any, ...]:
+    return tuple(getattr(document, column) for column in SPOOL_COLUMNS)
+
+
 def spool_range(
     conn: psycopg.Connection, client: PubmedClient, start: date, end: date
 ) -> tuple[int, dict[date, list[DeadLetter]]]:
@@ -119,6 +175,10 @@ def spool_range(
     plan = client.plan(start, end)
     for part in plan.parts:
         for body in client.fetch(part):
+            known = _stored_documents(conn, body, start, end)
+            if known is not None:
+                copy_rows(conn, SPOOL, SPOOL_COLUMNS, map(_spool_row, known))
+                continue
             rows = []
             try:
                 for item in iter_pubmed_xml(body):
@@ -139,16 +199,7 @@ def spool_range(
                             )
                         )
                         continue
-                    rows.append(
-                        (
-                            document.doc_id,
-                            document.payload_json,
-                            document.source_updated_at,
-                            document.version_key,
-                            document.content_hash,
-                            document.partition_date,
-                        )
-                    )
+                    rows.append(_spool_row(document))
             except ArticleParseError as exc:  # the body itself is broken: fetch it again
                 raise SourceError(f"{SOURCE}: efetch answered with unreadable XML: {exc}") from None
             copy_rows(conn, SPOOL, SPOOL_COLUMNS, rows)

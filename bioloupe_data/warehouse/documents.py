@@ -31,6 +31,7 @@ DOCUMENTS = Table(
         "content_hash",
         "partition_date",
         "landed_at",
+        "source_digest",
     ),
     ("source", "doc_id"),
 )
@@ -49,6 +50,8 @@ class Document:
     version_key: str
     content_hash: str
     partition_date: date
+    # SHA-256 of the source's bytes the payload keeps, where it keeps them (PubMed's XML).
+    source_digest: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +187,7 @@ def _document_rows(source: str, documents: Iterable[Document]) -> Iterator[tuple
             d.content_hash,
             d.partition_date,
             landed_at,
+            d.source_digest,
         )
 
 

@@ -41,6 +41,8 @@ from typing import Any, BinaryIO, TypeVar
 
 import orjson
 
+from bioloupe_data.sources.pubmed.slicing import ArticleSlicer
+
 __all__ = [
     "CHILD_TABLES",
     "PUBLICATION_COLUMNS",
@@ -230,7 +232,7 @@ def iter_pubmed_xml(source: bytes | BinaryIO) -> Iterator[ArticleXml | DeletedCi
     if isinstance(source, bytes | bytearray | memoryview):
         body = bytes(source)
         stream: BinaryIO = io.BytesIO(body)
-        slicer = _ArticleSlicer.of(body)
+        slicer = ArticleSlicer.of(body)
     else:
         stream, slicer = source, None
     try:
@@ -240,7 +242,7 @@ def iter_pubmed_xml(source: bytes | BinaryIO) -> Iterator[ArticleXml | DeletedCi
 
 
 def _iter_records(
-    stream: BinaryIO, slicer: _ArticleSlicer | None
+    stream: BinaryIO, slicer: ArticleSlicer | None
 ) -> Iterator[ArticleXml | DeletedCitations]:
     root: ET.Element | None = None
     record_level = 1
@@ -274,59 +276,8 @@ def _record_level(root: ET.Element) -> int:
     )
 
 
-_ARTICLE_START = re.compile(rb"<PubmedArticle[\s>/]")
-_ARTICLE_END = b"</PubmedArticle>"
-# Markup in which `<PubmedArticle` could be text rather than a tag, or declarations that give an
-# article's text a meaning outside the article (entities of an internal DTD subset).
-_NOT_SLICEABLE = re.compile(rb"<!--|<!\[CDATA\[|<\?(?!xml[\s?])|<!DOCTYPE[^>\[]*\[")
-_DECLARED_ENCODING = re.compile(rb"^\s*<\?xml[^>]*encoding=[\"']([A-Za-z0-9._-]+)")
-
-
-class _ArticleSlicer:
-    """Each article's XML as the source wrote it, cut from the document's bytes.
-
-    Serializing the parsed element again (ElementTree's serializer is pure Python) cost more
-    than parsing the whole document. A cut is only used where it is certainly the element's
-    own markup: a UTF-8 document without comments, CDATA, processing instructions or an
-    internal DTD subset, and no namespace declared outside the articles (in such a document
-    `<` only ever starts a tag, so the n-th `<PubmedArticle` start tag is the n-th article).
-    Anything else, or a cut whose PMID is not the element's, serializes the element instead.
-    """
-
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-        self.position = 0
-        self.usable = True
-
-    @classmethod
-    def of(cls, body: bytes) -> _ArticleSlicer | None:
-        first = _ARTICLE_START.search(body)
-        if first is None or _NOT_SLICEABLE.search(body) or b"xmlns" in body[: first.start()]:
-            return None
-        declared = _DECLARED_ENCODING.match(body)
-        if declared and declared.group(1).lower() not in (b"utf-8", b"utf8"):
-            return None
-        return cls(body)
-
-    def next_article(self, pmid: str | None) -> str | None:
-        """The next article's markup, or None (and None from then on) when it cannot be cut."""
-        start = _ARTICLE_START.search(self.body, self.position) if self.usable else None
-        if start is None:
-            self.usable = False
-            return None
-        end = self.body.find(_ARTICLE_END, start.end())
-        tag_end = self.body.find(b">", start.start())
-        cut = self.body[start.start() : end + len(_ARTICLE_END)] if end >= 0 else b""
-        self_closing = self.body[tag_end - 1 : tag_end] == b"/"
-        if not cut or self_closing or (pmid is not None and f">{pmid}</PMID>".encode() not in cut):
-            self.usable = False
-            return None
-        self.position = end + len(_ARTICLE_END)
-        return cut.decode("utf-8")
-
-
 def _record(
-    element: ET.Element, slicer: _ArticleSlicer | None
+    element: ET.Element, slicer: ArticleSlicer | None
 ) -> ArticleXml | DeletedCitations | None:
     if element.tag == "PubmedArticle":
         element.tail = None
