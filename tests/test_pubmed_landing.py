@@ -14,8 +14,7 @@ import pytest
 from bioloupe_data.pipelines import pubmed
 from bioloupe_data.replay.server import ReplayServer
 from bioloupe_data.replay.synth import write_synthetic_pubmed_day
-from bioloupe_data.sources.http import SourceError
-from bioloupe_data.sources.pubmed import ArticleXml, iter_pubmed_xml
+from bioloupe_data.sources.pubmed import ArticleParseError, ArticleXml, iter_pubmed_xml
 from bioloupe_data.sources.pubmed.client import PubmedClient
 from bioloupe_data.warehouse.digest import table_digest
 from bioloupe_data.warehouse.documents import Document, land_documents
@@ -109,15 +108,17 @@ def test_articles_stored_byte_for_byte_read_back_as_parsing_them_reads_them(
 
 
 @pytest.mark.parametrize("damage", [b"<Unclosed>", b"&nbsp;"])
-def test_a_known_body_damaged_between_its_articles_is_an_error_to_fetch_again(
+def test_a_known_body_damaged_between_its_articles_is_parsed_and_so_refused(
     conn: psycopg.Connection, damage: bytes
 ) -> None:
     body = (REAL_SETS / "PathwayCommons__ncbiutils__tests_data_pubmed.xml").read_bytes()
     with conn.transaction():
         land_documents(conn, "pubmed", _parsed_documents(body))
     damaged = body.replace(b"</PubmedArticle>", b"</PubmedArticle>" + damage, 1)
-    with pytest.raises(SourceError, match="unreadable XML"):
-        pubmed._stored_documents(conn, damaged, *RANGE)
+    assert pubmed._stored_documents(conn, body, *RANGE) is not None
+    assert pubmed._stored_documents(conn, damaged, *RANGE) is None
+    with pytest.raises(ArticleParseError, match="not well-formed"):
+        _parsed_documents(damaged)
 
 
 def test_a_refetch_of_an_unchanged_day_parses_no_article_and_writes_nothing(

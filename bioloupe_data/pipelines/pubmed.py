@@ -35,7 +35,7 @@ from bioloupe_data.sources.pubmed.parser import (
     iter_pubmed_xml,
     parse_article,
 )
-from bioloupe_data.sources.pubmed.slicing import article_digest, check_well_formed, cut_articles
+from bioloupe_data.sources.pubmed.slicing import article_digest, cut_articles
 from bioloupe_data.warehouse.documents import DOCUMENTS, DeadLetter, Document
 from bioloupe_data.warehouse.statistics import GrowingTables
 from bioloupe_data.warehouse.upsert import Table, copy_rows
@@ -96,10 +96,11 @@ def _range_day(modified: date, start: date, end: date) -> date:
 def _stored_documents(
     conn: psycopg.Connection, body: bytes, start: date, end: date
 ) -> list[Document] | None:
-    """The body's documents when every article in it is, byte for byte, the XML stored for its
-    PMID: what parsing would read off those bytes (key, day, version, content hash) is what was
-    stored with them, so none is parsed. None when any article is new or changed, or the body
-    cannot be cut into articles without parsing it (`cut_articles`)."""
+    """The body's documents when it holds only articles (`cut_articles`) and every one is, byte
+    for byte, the XML stored for its PMID: what parsing would read off those bytes (key, day,
+    version, content hash) is what was stored with them, so none is parsed, and the body is
+    well-formed since each article was when it was stored. None when any article is new or
+    changed, or the body holds anything else: it is then parsed as a whole."""
     cuts = cut_articles(body)
     if not cuts:
         return None
@@ -128,10 +129,6 @@ def _stored_documents(
                 source_digest=cut.digest,
             )
         )
-    try:
-        check_well_formed(body)
-    except ValueError as exc:  # e.g. cut short after an article: fetch it again
-        raise SourceError(f"{SOURCE}: efetch answered with unreadable XML: {exc}") from None
     return documents
 
 

@@ -15,7 +15,6 @@ they stand.
 from __future__ import annotations
 
 import hashlib
-import pyexpat
 import re
 from dataclasses import dataclass
 
@@ -25,10 +24,23 @@ _ARTICLE_END = b"</PubmedArticle>"
 # article's text a meaning outside the article (entities of an internal DTD subset).
 _NOT_SLICEABLE = re.compile(rb"<!--|<!\[CDATA\[|<\?(?!xml[\s?])|<!DOCTYPE[^>\[]*\[")
 _DECLARED_ENCODING = re.compile(rb"^\s*<\?xml[^>]*encoding=[\"']([A-Za-z0-9._-]+)")
-# Without comments and processing instructions, the first `<` followed by a name is the root.
-_FIRST_ELEMENT = re.compile(rb"<([A-Za-z_][\w.:-]*)")
+# What an efetch body holds before its articles: an XML declaration (UTF-8), a DOCTYPE without
+# an internal subset, and the set's start tag without attributes. `~` is XML's white space
+# (not \f or \v, which XML does not allow).
+_ENVELOPE_START = re.compile(
+    rb"""
+    (?:<\?xml~+version~*=~*(["'])1\.[0-9]+\1
+       (?:~+encoding~*=~*(["'])(?i:utf-?8)\2)?
+       (?:~+standalone~*=~*(["'])(?:yes|no)\3)?~*\?>)?
+    ~*(?:<!DOCTYPE~+PubmedArticleSet
+         (?:~+PUBLIC~+(?:"[^"<>]*"|'[^'<>]*')~+(?:"[^"<>]*"|'[^'<>]*')
+           |~+SYSTEM~+(?:"[^"<>]*"|'[^'<>]*'))?~*>)?
+    ~*<PubmedArticleSet>
+    """.replace(b"~", rb"[ \t\r\n]"),
+    re.VERBOSE,
+)
+_ENVELOPE_END = re.compile(rb"[ \t\r\n]*</PubmedArticleSet>[ \t\r\n]*")
 _FIRST_PMID = re.compile(rb"<PMID(?:\s[^>]*)?>\s*([^<\s]+)\s*</PMID>")
-_ARTICLE_SET = b"PubmedArticleSet"
 
 
 class ArticleSlicer:
@@ -97,44 +109,36 @@ def article_digest(xml: str) -> bytes:
 
 
 def cut_articles(body: bytes) -> list[ArticleCut] | None:
-    """Every `<PubmedArticle>` of a `<PubmedArticleSet>` body, cut without parsing any; None
-    when the body cannot be cut whole (see the module's conditions), holds something else than
-    articles to act on (deleted citations), or an article has no PMID to look it up by.
+    """Every `<PubmedArticle>` of a body made of its articles and nothing else, cut without
+    parsing any; None for any other body.
 
-    The cuts say nothing of the body's well-formedness (a body cut short after its n-th article
-    cuts as n articles): check it with `check_well_formed` before relying on them.
+    "Nothing else": an XML declaration (UTF-8), a DOCTYPE without an internal subset,
+    `<PubmedArticleSet>`, the articles with only whitespace between them, `</PubmedArticleSet>`;
+    no deleted citations, book articles or damage between the articles. Every article also has
+    a PMID to look it up by. Whether each cut is a well-formed article is not checked: a cut
+    whose bytes are those of an article already parsed and stored (its `digest`) is, and then
+    so is the body.
     """
+    envelope = _ENVELOPE_START.match(body)
     slicer = ArticleSlicer.of(body)
-    root = _FIRST_ELEMENT.search(body)
-    if slicer is None or root is None or root.group(1) != _ARTICLE_SET:
-        return None
-    if b"<DeleteCitation" in body:
+    if envelope is None or slicer is None:
         return None
     cuts = []
+    end = envelope.end()
     while (cut := slicer.next_cut()) is not None:
+        start = slicer.position - len(cut)
         pmid = _FIRST_PMID.search(cut)
+        if body[end:start].strip(b" \t\r\n") or pmid is None:
+            return None
         try:
-            xml = cut.decode("utf-8")
-            key = pmid.group(1).decode("utf-8") if pmid else None
+            cuts.append(
+                ArticleCut(
+                    pmid.group(1).decode("utf-8"), cut.decode("utf-8"), hashlib.sha256(cut).digest()
+                )
+            )
         except UnicodeDecodeError:
             return None
-        if key is None:
-            return None
-        cuts.append(ArticleCut(key, xml, hashlib.sha256(cut).digest()))
-    return cuts if slicer.exhausted() else None
-
-
-def check_well_formed(body: bytes) -> None:
-    """Raise `ValueError` unless `body` is well-formed XML, by the rules `iter_pubmed_xml`
-    parses with (a reference to an entity defined nowhere in the document is an error), without
-    building anything."""
-
-    def undefined_entity(name: str, _is_parameter_entity: bool) -> None:
-        raise ValueError(f"undefined entity &{name};")
-
-    parser = pyexpat.ParserCreate()
-    parser.SkippedEntityHandler = undefined_entity
-    try:
-        parser.Parse(body, True)
-    except pyexpat.ExpatError as exc:
-        raise ValueError(str(exc)) from None
+        end = slicer.position
+    if not slicer.exhausted() or not _ENVELOPE_END.fullmatch(body, end):
+        return None
+    return cuts
