@@ -113,20 +113,23 @@ def _stored_documents(
         ([cut.pmid for cut in cuts], SOURCE),
     ).fetchall()
     stored = {row[0]: row[1:] for row in rows}
+    if len(stored) < len({cut.pmid for cut in cuts}):
+        return None  # a new article: not worth hashing the others
     documents = []
     for cut in cuts:
-        digest, updated_at, version_key, content_hash = stored.get(cut.pmid, (None,) * 4)
-        if digest != cut.digest:
-            return None
+        digest, updated_at, version_key, content_hash = stored[cut.pmid]
+        if digest is None or digest != cut.digest:
+            return None  # a changed article
         documents.append(
             Document(
                 doc_id=cut.pmid,
-                payload_json=_payload_json(cut.pmid, cut.xml),
+                # the stored XML's own bytes: they decode
+                payload_json=_payload_json(cut.pmid, cut.markup.decode("utf-8")),
                 source_updated_at=updated_at,
                 version_key=version_key,
                 content_hash=content_hash,
                 partition_date=_range_day(updated_at.astimezone(UTC).date(), start, end),
-                source_digest=cut.digest,
+                source_digest=digest,
             )
         )
     return documents

@@ -95,16 +95,20 @@ class ArticleSlicer:
 
 @dataclass(frozen=True, slots=True)
 class ArticleCut:
-    """One article's markup. `pmid` is what its first `<PMID>` holds: a key to look a stored
-    article up by, not an identity read by a parser. `digest` is the SHA-256 of the bytes."""
+    """One article's bytes as the body holds them. `pmid` is what its first `<PMID>` holds: a
+    key to look a stored article up by, not an identity read by a parser."""
 
     pmid: str
-    xml: str
-    digest: bytes
+    markup: bytes
+
+    @property
+    def digest(self) -> bytes:
+        """The SHA-256 of the bytes (taken when asked: a new article's is never compared)."""
+        return hashlib.sha256(self.markup).digest()
 
 
 def article_digest(xml: str) -> bytes:
-    """The SHA-256 of an article's XML as UTF-8: what `ArticleCut.digest` is of a cut."""
+    """The SHA-256 of an article's XML as UTF-8: a cut's `digest` when the XML is the cut."""
     return hashlib.sha256(xml.encode("utf-8")).digest()
 
 
@@ -130,14 +134,7 @@ def cut_articles(body: bytes) -> list[ArticleCut] | None:
         pmid = _FIRST_PMID.search(cut)
         if body[end:start].strip(b" \t\r\n") or pmid is None:
             return None
-        try:
-            cuts.append(
-                ArticleCut(
-                    pmid.group(1).decode("utf-8"), cut.decode("utf-8"), hashlib.sha256(cut).digest()
-                )
-            )
-        except UnicodeDecodeError:
-            return None
+        cuts.append(ArticleCut(pmid.group(1).decode("utf-8", errors="replace"), cut))
         end = slicer.position
     if not slicer.exhausted() or not _ENVELOPE_END.fullmatch(body, end):
         return None
