@@ -5,6 +5,8 @@ without parsing them."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -36,23 +38,26 @@ def _revise_one_article(path: Path) -> str:
     return found.group(1)
 
 
+@contextmanager
+def _served_day(folder: Path, seed: int) -> Iterator[tuple[ReplayServer, PubmedClient]]:
+    """A synthetic day of ARTICLES articles on DAY, served by the replay server, and a client."""
+    write_synthetic_pubmed_day(folder, DAY, ARTICLES, seed=seed)
+    with ReplayServer(folder) as server, closing(PubmedClient.create(server.url, "all[sb]")) as c:
+        yield server, c
+
+
 def test_a_refetch_lands_the_revised_article_and_counts_the_rest_unchanged(
     conn: psycopg.Connection, tmp_path: Path
 ) -> None:
     folder = tmp_path / "served"
-    write_synthetic_pubmed_day(folder, DAY, ARTICLES, seed=11)
-    with ReplayServer(folder) as server:
-        client = PubmedClient.create(server.url, "all[sb]")
-        try:
-            (first,) = pubmed.land_range(conn, client, DAY, DAY, run_id="first")
-            assert (first.received, first.counts.inserted) == (ARTICLES, ARTICLES)
+    with _served_day(folder, seed=11) as (server, client):
+        (first,) = pubmed.land_range(conn, client, DAY, DAY, run_id="first")
+        assert (first.received, first.counts.inserted) == (ARTICLES, ARTICLES)
 
-            pmid = _revise_one_article(folder / "pubmed" / f"{DAY.isoformat()}.xml")
-            server.reload()
+        pmid = _revise_one_article(folder / "pubmed" / f"{DAY.isoformat()}.xml")
+        server.reload()
 
-            (again,) = pubmed.land_range(conn, client, DAY, DAY, run_id="again")
-        finally:
-            client.close()
+        (again,) = pubmed.land_range(conn, client, DAY, DAY, run_id="again")
 
     assert (again.received, again.landed, again.dead_letters) == (ARTICLES, ARTICLES, 0)
     assert (again.counts.inserted, again.counts.updated, again.counts.unchanged) == (
@@ -94,6 +99,8 @@ def test_articles_stored_byte_for_byte_read_back_as_parsing_them_reads_them(
             assert pubmed._stored_documents(conn, body, *RANGE) is None  # nothing stored yet
             land_documents(conn, "pubmed", _parsed_documents(body))
 
+    # the day is the stored update time's UTC day, whatever the session's time zone
+    conn.execute("SET TIME ZONE 'America/New_York'")
     compared = 0
     for body in bodies:
         assert pubmed._stored_documents(conn, body, *RANGE) == _parsed_documents(body)
@@ -124,21 +131,15 @@ def test_a_known_body_damaged_between_its_articles_is_parsed_and_so_refused(
 def test_a_refetch_of_an_unchanged_day_parses_no_article_and_writes_nothing(
     conn: psycopg.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    folder = tmp_path / "served"
-    write_synthetic_pubmed_day(folder, DAY, ARTICLES, seed=12)
-    with ReplayServer(folder) as server:
-        client = PubmedClient.create(server.url, "all[sb]")
-        try:
-            pubmed.land_range(conn, client, DAY, DAY, run_id="first")
-            before = table_digest(conn, "raw.documents")
+    with _served_day(tmp_path / "served", seed=12) as (_, client):
+        pubmed.land_range(conn, client, DAY, DAY, run_id="first")
+        before = table_digest(conn, "raw.documents")
 
-            def no_parsing(body: bytes) -> None:
-                raise AssertionError("an unchanged article was parsed")
+        def no_parsing(body: bytes) -> None:
+            raise AssertionError("an unchanged article was parsed")
 
-            monkeypatch.setattr(pubmed, "iter_pubmed_xml", no_parsing)
-            (again,) = pubmed.land_range(conn, client, DAY, DAY, run_id="again")
-        finally:
-            client.close()
+        monkeypatch.setattr(pubmed, "iter_pubmed_xml", no_parsing)
+        (again,) = pubmed.land_range(conn, client, DAY, DAY, run_id="again")
 
     assert (again.received, again.counts.unchanged, again.counts.updated) == (ARTICLES, ARTICLES, 0)
     assert table_digest(conn, "raw.documents") == before

@@ -36,7 +36,7 @@ from bioloupe_data.sources.pubmed.parser import (
     parse_article,
 )
 from bioloupe_data.sources.pubmed.slicing import article_digest, cut_articles
-from bioloupe_data.warehouse.documents import DOCUMENTS, DeadLetter, Document
+from bioloupe_data.warehouse.documents import DOCUMENTS, DeadLetter, Document, stored_versions
 from bioloupe_data.warehouse.statistics import GrowingTables
 from bioloupe_data.warehouse.upsert import Table, copy_rows
 
@@ -104,32 +104,25 @@ def _stored_documents(
     cuts = cut_articles(body)
     if not cuts:
         return None
-    rows = conn.execute(
-        """
-        SELECT d.doc_id, d.source_digest, d.source_updated_at, d.version_key, d.content_hash
-        FROM unnest(%s::text[]) AS k(doc_id)
-        JOIN raw.documents AS d ON d.source = %s AND d.doc_id = k.doc_id
-        """,
-        ([cut.pmid for cut in cuts], SOURCE),
-    ).fetchall()
-    stored = {row[0]: row[1:] for row in rows}
+    stored = stored_versions(conn, SOURCE, [cut.pmid for cut in cuts])
     if len(stored) < len({cut.pmid for cut in cuts}):
         return None  # a new article: not worth hashing the others
     documents = []
     for cut in cuts:
-        digest, updated_at, version_key, content_hash = stored[cut.pmid]
-        if digest is None or digest != cut.digest:
+        version = stored[cut.pmid]
+        if version.source_digest != cut.digest:
             return None  # a changed article
+        updated_at = version.source_updated_at
         documents.append(
             Document(
                 doc_id=cut.pmid,
                 # the stored XML's own bytes: they decode
                 payload_json=_payload_json(cut.pmid, cut.markup.decode("utf-8")),
                 source_updated_at=updated_at,
-                version_key=version_key,
-                content_hash=content_hash,
+                version_key=version.version_key,
+                content_hash=version.content_hash,
                 partition_date=_range_day(updated_at.astimezone(UTC).date(), start, end),
-                source_digest=digest,
+                source_digest=version.source_digest,
             )
         )
     return documents

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from itertools import islice
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg import sql
@@ -95,7 +95,7 @@ def land_documents(
     skipped_ids: set[str] = set()
     for batch in _batches(documents, LOOKUP_BATCH):
         received += len(batch)
-        stored = _stored_versions(conn, source, [d.doc_id for d in batch])
+        stored = stored_versions(conn, source, [d.doc_id for d in batch])
         fresh = []
         for document in batch:
             if _certainly_unchanged(document, stored.get(document.doc_id)):
@@ -141,21 +141,28 @@ def _batches(items: Iterable[Document], size: int) -> Iterator[list[Document]]:
         yield batch
 
 
-StoredVersion = tuple[datetime, str, str, date]  # source_updated_at, version_key, hash, day
+class StoredVersion(NamedTuple):
+    source_updated_at: datetime
+    version_key: str
+    content_hash: str
+    partition_date: date
+    source_digest: bytes | None
 
 
-def _stored_versions(
-    conn: psycopg.Connection, source: str, doc_ids: list[str]
+def stored_versions(
+    conn: psycopg.Connection, source: str, doc_ids: Sequence[str]
 ) -> dict[str, StoredVersion]:
+    """The stored version of each of `doc_ids` that `raw.documents` holds, in one query."""
     rows = conn.execute(
         """
-        SELECT d.doc_id, d.source_updated_at, d.version_key, d.content_hash, d.partition_date
+        SELECT d.doc_id, d.source_updated_at, d.version_key, d.content_hash, d.partition_date,
+               d.source_digest
         FROM unnest(%s::text[]) AS k(doc_id)
         JOIN raw.documents AS d ON d.source = %s AND d.doc_id = k.doc_id
         """,
-        (doc_ids, source),
+        (list(doc_ids), source),
     ).fetchall()
-    return {row[0]: (row[1], row[2], row[3], row[4]) for row in rows}
+    return {row[0]: StoredVersion(*row[1:]) for row in rows}
 
 
 def _certainly_unchanged(document: Document, stored: StoredVersion | None) -> bool:
@@ -164,14 +171,13 @@ def _certainly_unchanged(document: Document, stored: StoredVersion | None) -> bo
     other case goes to the merge, which decides (this is a shortcut, never the rule)."""
     if stored is None:
         return False
-    updated_at, version_key, content_hash, day = stored
-    if document.source_updated_at < updated_at:
+    if document.source_updated_at < stored.source_updated_at:
         return True
     return (
-        document.source_updated_at == updated_at
-        and document.content_hash == content_hash
-        and document.partition_date == day
-        and document.version_key >= version_key
+        document.source_updated_at == stored.source_updated_at
+        and document.content_hash == stored.content_hash
+        and document.partition_date == stored.partition_date
+        and document.version_key >= stored.version_key
     )
 
 
