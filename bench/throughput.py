@@ -3,7 +3,8 @@
 as the range grows.
 
     .venv/bin/python -m bench.throughput [--per-day 300] [--short-days 30] [--long-days 365]
-        [--scaling 10000,30000,100000] [--select KEYS] [--cache-dir DIR] [--out PATH]
+        [--scaling 10000,30000,100000] [--select KEYS] [--no-whole-source] [--cache-dir DIR]
+        [--out PATH]
 
 Setup. Synthetic studies (`bioloupe-data synth`, the real records' size distribution) for the last
 `--long-days` days up to 2024-12-31, `--per-day` a day, are written once into a folder under
@@ -27,7 +28,11 @@ Measurements:
    against the first run, and the rows PostgreSQL counts as inserted, updated or deleted
    (`pg_stat_user_tables`, read once the command's sessions have ended: a backend flushes its
    counters when it exits). Targets: 0 rows; at most 30% of the first run's time.
-3. Scaling: the end-to-end rate at each `--scaling` size, with `--per-day` fixed and the range's
+3. The whole source (`--source clinicaltrials_gov`: landing, normalizing and both daily
+   enrichments, site geocodes and trial features) over the short range, then again: the first
+   run's rate and the no-op re-run's share of it and rows rewritten in every schema but `ops`
+   (`--no-whole-source`: skipped; it is the same as 1 and 2 when `--select` is empty).
+4. Scaling: the end-to-end rate at each `--scaling` size, with `--per-day` fixed and the range's
    length varied (size / per-day days up to 2024-12-31). A size within `--reuse-tolerance` (10%)
    of the short or the long range reuses that run instead of running again (`--no-reuse`: never).
    Target: every rate within 25% of their mean.
@@ -454,7 +459,7 @@ def noop_rows(
         ),
         Row(f"{name}: time by step", where_time_went(again)),
         Row(
-            f"{name}: data rows rewritten (raw, core)",
+            f"{name}: data rows rewritten (every schema but ops)",
             f"{sum(data.values()):,} ({listed})",
             "0",
             sum(data.values()) == 0,
@@ -474,6 +479,22 @@ def noop_rows(
             )
         )
     return rows
+
+
+def whole_source_rows(
+    first: CliRun, again: CliRun, rewritten: dict[str, dict[str, int]]
+) -> list[Row]:
+    """The whole source's first run (its rate is not the landing and normalizing target's)
+    and its no-op re-run."""
+    rows = [
+        Row(
+            f"{first.label}: end to end",
+            f"{first.rate:,.0f} studies/s ({first.studies:,} in {first.wall_seconds:.1f} s, "
+            f"CPU {first.cpu_seconds:.0f} s)",
+        ),
+        Row(f"{first.label}: time by step", where_time_went(first)),
+    ]
+    return rows + noop_rows(first, again, rewritten, None)
 
 
 def scaling_rows(points: Sequence[dict[str, Any]]) -> list[Row]:
@@ -522,6 +543,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "empty: `--source clinicaltrials_gov`, with enrichment)",
     )
     parser.add_argument("--no-pipeline", action="store_true", help="skip the runs without Dagster")
+    parser.add_argument(
+        "--no-whole-source",
+        action="store_true",
+        help="skip the short range of the whole source (with enrichment) and its no-op re-run",
+    )
     add_cache_dir_argument(parser)
     parser.add_argument("--admin-url", default=ADMIN_URL)
     parser.add_argument("--out", type=Path, default=RESULTS / "throughput.json")
@@ -558,12 +584,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             stack, synthetic.folder, "bench-tp-"
         )
 
-        def measure(label: str, length: int, space: Workspace) -> CliRun:
+        def measure(
+            label: str, length: int, space: Workspace, select: str | None = args.select
+        ) -> CliRun:
             start, end = range_of(length)
             console.print(f"{label}: bioloupe-data backfill --from {start} --to {end} …")
-            run = backfill(
-                label, space, server_url, synthetic.first_day, start, end, args.select, logs
-            )
+            run = backfill(label, space, server_url, synthetic.first_day, start, end, select, logs)
             console.print(
                 f"  {run.studies:,} studies in {run.wall_seconds:.1f} s "
                 f"({run.rate:,.0f}/s, peak RSS {megabytes(run.peak_rss_bytes)})"
@@ -602,7 +628,21 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 console.print(f"  {pipelines[name]['seconds']:.1f} s")
                 checkpoint()
 
-        # 3: scaling, per-day fixed, the range's length varied.
+        # 3: the whole source, enrichment included, over the short range and again.
+        whole: tuple[CliRun, CliRun, dict[str, dict[str, int]]] | None = None
+        if args.select and not args.no_whole_source:
+            with workspace(args.admin_url, scratch) as space:
+                label = f"{args.short_days} days, whole source"
+                whole_first = measure(label, args.short_days, space, select=None)
+                before = write_counters(space.warehouse_url)
+                whole_again = measure(f"{label}, no-op re-run", args.short_days, space, None)
+                whole = (
+                    whole_first,
+                    whole_again,
+                    counter_delta(before, write_counters(space.warehouse_url)),
+                )
+
+        # 4: scaling, per-day fixed, the range's length varied.
         points: list[dict[str, Any]] = []
         for size, length in scaling_days.items():
             candidates = [
@@ -643,6 +683,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         rows += run_rows(runs[name].label, runs[name], pipelines.get(name))
     rows.append(rss_row(runs["short"], runs["long"]))
     rows += noop_rows(runs["short"], rerun, rewritten, pipelines.get("short"))
+    if whole:
+        rows += whole_source_rows(*whole)
     rows += scaling_rows(points)
     print_table(
         console,
@@ -686,6 +728,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             ),
             "rows_rewritten_by_table": rewritten,
         },
+        "whole_source": (
+            {
+                "first": whole[0].as_json(),
+                "noop_rerun": whole[1].as_json(),
+                "time_share": whole[1].wall_seconds / whole[0].wall_seconds,
+                "rows_rewritten_by_table": whole[2],
+            }
+            if whole
+            else None
+        ),
         "scaling": points,
         "table": [row.as_json() for row in rows],
     }

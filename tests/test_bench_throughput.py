@@ -56,6 +56,11 @@ def test_throughput_bench_writes_every_measurement(admin_url: str, tmp_path: Pat
     # ops.partition_fetches is rewritten by design).
     assert not [t for t in noop["rows_rewritten_by_table"] if not t.startswith("ops.")]
     assert noop["data_rows_rewritten"] == 0
+    # The whole source, enrichment included: its re-run rewrites nothing either.
+    whole = result["whole_source"]
+    assert whole["first"]["studies"] == whole["noop_rerun"]["studies"] == 10
+    assert {"enriched__site_geocodes", "enriched__trial_features"} <= set(whole["first"]["steps"])
+    assert not [t for t in whole["rows_rewritten_by_table"] if not t.startswith("ops.")]
     assert [p["size"] for p in result["scaling"]] == [10]
     assert result["scaling"][0]["studies_per_second"] > 0
     measurements = [row["measurement"] for row in result["table"]]
@@ -64,7 +69,9 @@ def test_throughput_bench_writes_every_measurement(admin_url: str, tmp_path: Pat
         "2 days: peak RSS",
         "peak RSS, 2 days over 2 days",
         "no-op re-run of 2 days: time",
-        "no-op re-run of 2 days: data rows rewritten (raw, core)",
+        "no-op re-run of 2 days: data rows rewritten (every schema but ops)",
+        "2 days, whole source: end to end",
+        "no-op re-run of 2 days, whole source: time",
         "scaling: largest deviation from the mean rate",
     ):
         assert expected in measurements

