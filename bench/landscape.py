@@ -59,7 +59,8 @@ START_DATE = "2020-01-01"
 
 
 def load(url: str, data: Path, first: date, last: date) -> dict[str, int]:
-    """Land, normalize and enrich (rules only) the synthetic studies, as the assets would."""
+    """Land, normalize and enrich (rules alone, no LLM step) the synthetic studies through the
+    pipelines the assets run."""
     with ReplayServer(data) as server, connect(url) as conn:
         migrate(conn)
         client = ClinicalTrialsClient.create(server.url, "all")

@@ -398,8 +398,12 @@ def test_an_llm_fills_what_the_rules_leave_open_and_the_answer_is_cached(
         first = dg.materialize([asset], instance=instance, resources=with_llm, partition_key=day)
         calls = server.calls
         assert calls >= 1
-        assert dg.materialize([asset], instance=instance, resources=with_llm, partition_key=day)
-        assert server.calls == calls  # the second run reads ops.llm_cache
+        second = dg.materialize([asset], instance=instance, resources=with_llm, partition_key=day)
+        assert server.calls == calls
+        # The answered trials hold the digest of their text under this model and prompt: the
+        # second run asks nothing, not even the cache.
+        metadata = second.asset_materializations_for_node("enriched__trial_features")[-1].metadata
+        assert metadata["llm.cached"].value == metadata["llm.called"].value == 0
     assert (
         count(
             loaded,
@@ -425,6 +429,16 @@ def test_an_llm_fills_what_the_rules_leave_open_and_the_answer_is_cached(
             assert after[nct_id][name] == source == "rules", (nct_id, name)
     metadata = first.asset_materializations_for_node("enriched__trial_features")[-1].metadata
     assert metadata["llm.called"].value == calls
+
+    # Another model: the trials it would answer are derived and asked again.
+    with OpenAICompatibleServer(responder=_features_answer) as server:
+        other_model = {
+            **resources,
+            "openai": OpenAIResource(api_key="test", base_url=server.url),
+            "llm": LlmSettings(enabled=True, model="other-model"),
+        }
+        assert dg.materialize([asset], instance=instance, resources=other_model, partition_key=day)
+        assert server.calls == calls
     assert metadata["openai.test-model.calls"].value == calls
 
 
@@ -519,9 +533,12 @@ def test_a_rerun_derives_again_only_trials_whose_text_day_or_rules_changed(
 ) -> None:
     with connect(loaded) as conn:
         days = [d for (d,) in conn.execute("SELECT DISTINCT partition_date FROM core.trials")]
+        extract_days(conn, days)  # without an LLM step, as a warehouse with rules alone would
+        total = count(loaded, "enriched.trial_features")
+        # With an LLM step (here without a key), the trials it would ask must be looked at:
+        # every trial is derived again once.
         extractor = _disabled_extractor(conn)
         first = extract_days(conn, days, extractor=extractor)
-        total = count(loaded, "enriched.trial_features")
         # Trials the rules leave open wait for an LLM answer: no digest, derived every run.
         waiting = {
             nct_id

@@ -5,7 +5,6 @@ the same rules (and prompt), is not derived again."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
@@ -26,11 +25,13 @@ from bioloupe_data.enrichment.trial_features import (
 from bioloupe_data.enrichment.trial_features_llm import llm_payload, merge_answer, needs_llm
 from bioloupe_data.warehouse.upsert import Table, UpsertCounts, upsert_rows
 
-# One row per trial of the day with the text the rules read, gathered in one statement, and
-# `inputs`, the SHA-256 of that text. Trials whose stored row is of the same day and carries the
-# digest of these inputs under the current rules (or rules and LLM prompt) are left out: their
-# features would come out the same.
-_TRIAL_TEXT = """
+# The day's trials with the text the rules read, gathered in one statement, and two digests of
+# that text: under the rules alone (`%(rules)s`, a trial not asked to the LLM) and under the
+# rules and the LLM's answer (`%(rules_and_llm)s`). A trial whose stored row is of the same day
+# and holds either digest would come out the same and is left out. Every row carries the count
+# of all the day's trials, from the same snapshot; with nothing to derive that count is the only
+# row, its other columns NULL.
+_CHANGED_TRIALS = """
 WITH texts AS (
   SELECT t.nct_id, t.brief_title, t.official_title, t.phase,
     coalesce((SELECT array_agg(c.name ORDER BY c.ordinal) FROM core.trial_conditions c
@@ -49,18 +50,20 @@ WITH texts AS (
               FROM core.trial_interventions i WHERE i.nct_id = t.nct_id), '[]') AS drugs
   FROM core.trials t WHERE t.partition_date = %(day)s
 ), digested AS (
-  SELECT x.*, sha256(convert_to(json_build_array(x.brief_title, x.official_title, x.phase,
+  SELECT x.*, sha256(%(rules)s::bytea || inputs) AS by_rules,
+    sha256(%(rules_and_llm)s::bytea || inputs) AS by_rules_and_llm
+  FROM texts x, sha256(convert_to(json_build_array(x.brief_title, x.official_title, x.phase,
     x.conditions, x.keywords, x.mesh, x.criteria, x.arms, x.drugs)::text, 'UTF8')) AS inputs
-  FROM texts x
+), changed AS (
+  SELECT d.* FROM digested d LEFT JOIN enriched.trial_features f ON f.nct_id = d.nct_id
+  WHERE NOT coalesce(f.partition_date = %(day)s
+                     AND f.input_digest IN (d.by_rules, d.by_rules_and_llm), false)
 )
-SELECT d.nct_id, d.brief_title, d.official_title, d.phase, d.conditions, d.keywords, d.mesh,
-  d.criteria, d.arms, d.drugs, d.inputs
-FROM digested d LEFT JOIN enriched.trial_features f ON f.nct_id = d.nct_id
-WHERE NOT coalesce(f.partition_date = %(day)s AND f.input_digest IN
-    (sha256(%(rules)s::bytea || d.inputs), sha256(%(rules_and_llm)s::bytea || d.inputs)), false)
-ORDER BY d.nct_id
+SELECT n.trials, c.nct_id, c.brief_title, c.official_title, c.phase, c.conditions, c.keywords,
+  c.mesh, c.criteria, c.arms, c.drugs, c.by_rules, c.by_rules_and_llm
+FROM (SELECT count(*) AS trials FROM digested) AS n LEFT JOIN changed AS c ON true
+ORDER BY c.nct_id
 """
-_DAY_TRIALS = "SELECT count(*) FROM core.trials WHERE partition_date = %s"
 
 
 TRIAL_FEATURES = Table(
@@ -91,34 +94,39 @@ class FeaturesDay:
 
 
 @dataclass(frozen=True, slots=True)
-class _Versions:
-    """What a row's features depend on besides the trial's text: the rules alone, or the rules
-    and the LLM prompt that filled what they left open. Each is a prefix of the input digest."""
-
-    rules: bytes
-    rules_and_llm: bytes | None
-
-    @classmethod
-    def of(cls, extractor: StructuredExtractor | None) -> _Versions:
-        rules = f"{RULES_VERSION}\0".encode()
-        if extractor is None:
-            return cls(rules, None)
-        return cls(
-            rules, f"{RULES_VERSION}+{extractor.model}+{extractor.prompt_version}\0".encode()
-        )
+class _ChangedTrial:
+    text: TrialText
+    # The row's digest when the rules decide it alone, and when the LLM answered for it (None
+    # without an LLM step).
+    by_rules: bytes
+    by_rules_and_llm: bytes | None
 
 
-def _changed_trial_texts(
-    conn: psycopg.Connection, day: date, versions: _Versions
-) -> list[tuple[TrialText, bytes]]:
-    """The day's trials whose features must be derived (again), each with its inputs' digest."""
-    texts = []
-    rows = conn.execute(
-        _TRIAL_TEXT,
-        {"day": day, "rules": versions.rules, "rules_and_llm": versions.rules_and_llm},
-    ).fetchall()
+def _versions(extractor: StructuredExtractor | None) -> dict[str, bytes | None]:
+    """What a row's features depend on besides the trial's text, as the prefixes of its digest.
+    Which trials are asked depends on the prompt, so a trial the rules decide alone is tied to
+    the prompt's version too (or to there being no LLM step); one the LLM answered, to its model
+    and prompt."""
+    if extractor is None:
+        return {"rules": f"{RULES_VERSION}+no-llm\0".encode(), "rules_and_llm": None}
+    prompt = extractor.prompt_version
+    return {
+        "rules": f"{RULES_VERSION}+{prompt}\0".encode(),
+        "rules_and_llm": f"{RULES_VERSION}+{prompt}+{extractor.model}\0".encode(),
+    }
+
+
+def _changed_trials(
+    conn: psycopg.Connection, day: date, extractor: StructuredExtractor | None
+) -> tuple[int, list[_ChangedTrial]]:
+    """The day's count of trials, and those whose features must be derived (again)."""
+    rows = conn.execute(_CHANGED_TRIALS, {"day": day, **_versions(extractor)}).fetchall()
+    changed = []
     for row in rows:
-        nct_id, brief, official, phase, conditions, keywords, mesh, criteria, arms, drugs = row[:10]
+        (_, nct_id, brief, official, phase, conditions, keywords, mesh, criteria, arms, drugs,
+         by_rules, by_rules_and_llm) = row  # fmt: skip
+        if nct_id is None:
+            continue
         text = TrialText(
             nct_id=nct_id,
             brief_title=brief,
@@ -134,8 +142,8 @@ def _changed_trial_texts(
                 (label, name) for _, name, labels in drugs if name for label in labels or []
             ],
         )
-        texts.append((text, row[10]))
-    return texts
+        changed.append(_ChangedTrial(text, by_rules, by_rules_and_llm))
+    return (rows[0][0] if rows else 0), changed
 
 
 def extract_days(
@@ -171,40 +179,27 @@ def _row(features: TrialFeatures, day: date, digest: bytes | None) -> tuple[Any,
     return (*row, day, digest)
 
 
-def _digest(version: bytes, inputs: bytes) -> bytes:
-    return hashlib.sha256(version + inputs).digest()
-
-
 def _extract_day(
     conn: psycopg.Connection, day: date, extractor: StructuredExtractor | None
 ) -> FeaturesDay:
     result = FeaturesDay(day)
-    versions = _Versions.of(extractor)
-    rows: list[tuple[Any, ...]] = []
-    ruled = [
-        (text, inputs, extract_features(text))
-        for text, inputs in _changed_trial_texts(conn, day, versions)
-    ]
-    asked = {t.nct_id for t, _, f in ruled if extractor is not None and needs_llm(t, f)}
+    result.trials, changed = _changed_trials(conn, day, extractor)
+    ruled = [(trial, extract_features(trial.text)) for trial in changed]
+    asked = {t.text.nct_id for t, f in ruled if extractor is not None and needs_llm(t.text, f)}
     if extractor is not None and asked:
-        extractor.prefetch(llm_payload(t) for t, _, _ in ruled if t.nct_id in asked)
-    for text, inputs, features in ruled:
-        digest: bytes | None = _digest(versions.rules, inputs)
-        if extractor is not None and text.nct_id in asked:
-            answered = _ask(extractor, text, features)
+        extractor.prefetch(llm_payload(t.text) for t, _ in ruled if t.text.nct_id in asked)
+    rows: list[tuple[Any, ...]] = []
+    for trial, features in ruled:
+        digest: bytes | None = trial.by_rules
+        if extractor is not None and trial.text.nct_id in asked:
+            answered = _ask(extractor, trial.text, features)
             # Without an answer the row holds the rules' features and no digest, so the next
             # run asks again (the answer may be cached by then, or the budget renewed).
-            digest = (
-                _digest(versions.rules_and_llm, inputs)
-                if answered and versions.rules_and_llm
-                else None
-            )
+            digest = trial.by_rules_and_llm if answered else None
             features = answered or features
             result.by_llm += features.extracted_by != "rules"
         result.unresolved += features.unresolved
         rows.append(_row(features, day, digest))
-    row = conn.execute(_DAY_TRIALS, (day,)).fetchone()
-    result.trials = row[0] if row else 0
     result.derived = len(rows)
     if rows:
         result.counts = upsert_rows(conn, TRIAL_FEATURES, rows)

@@ -5,7 +5,6 @@ geocoded again."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
@@ -32,26 +31,27 @@ SITE_GEOCODES = Table(
     ),
     ("nct_id", "ordinal"),
 )
-# The day's sites to geocode, each with `inputs`, the SHA-256 of what geocoding reads. Sites
-# whose stored row is of the same day and carries the digest of these inputs under the current
-# geocoder version are left out: they would be placed the same.
+# The day's sites with what geocoding reads and its digest under the geocoder's version
+# (`%(version)s`); the points as the hex of their binary form, so that no session setting
+# rounds them. A site whose stored row is of the same day and holds the digest would be placed
+# the same and is left out. Every row carries the count of all the day's sites, from the same
+# snapshot; with nothing to geocode that count is the only row, its other columns NULL.
 _CHANGED_SITES = """
 WITH sites AS (
   SELECT s.nct_id, s.ordinal, s.city, s.state, s.zip, s.country, s.latitude, s.longitude,
-    sha256(convert_to(json_build_array(s.city, s.state, s.zip, s.country, s.latitude,
-                                       s.longitude)::text, 'UTF8')) AS inputs
+    sha256(%(version)s::bytea || convert_to(json_build_array(s.city, s.state, s.zip, s.country,
+      encode(float8send(s.latitude), 'hex'), encode(float8send(s.longitude), 'hex'))::text,
+      'UTF8')) AS digest
   FROM core.trial_sites s JOIN core.trials t USING (nct_id)
   WHERE t.partition_date = %(day)s
+), changed AS (
+  SELECT x.* FROM sites x LEFT JOIN enriched.site_geocodes g USING (nct_id, ordinal)
+  WHERE NOT coalesce(g.partition_date = %(day)s AND g.input_digest = x.digest, false)
 )
-SELECT x.nct_id, x.ordinal, x.city, x.state, x.zip, x.country, x.latitude, x.longitude, x.inputs
-FROM sites x LEFT JOIN enriched.site_geocodes g USING (nct_id, ordinal)
-WHERE NOT coalesce(g.partition_date = %(day)s
-                   AND g.input_digest = sha256(%(version)s::bytea || x.inputs), false)
-ORDER BY x.nct_id, x.ordinal
-"""
-_DAY_SITES = """
-SELECT count(*) FROM core.trial_sites s JOIN core.trials t USING (nct_id)
-WHERE t.partition_date = %s
+SELECT n.sites, c.nct_id, c.ordinal, c.city, c.state, c.zip, c.country, c.latitude,
+  c.longitude, c.digest
+FROM (SELECT count(*) AS sites FROM sites) AS n LEFT JOIN changed AS c ON true
+ORDER BY c.nct_id, c.ordinal
 """
 
 
@@ -92,11 +92,12 @@ def geocode_days(
 
 def _geocode_day(conn: psycopg.Connection, geocoder: Geocoder, day: date) -> GeocodedDay:
     version = f"{geocoder.version}\0".encode()
-    sites = conn.execute(_CHANGED_SITES, {"day": day, "version": version}).fetchall()
-    total = conn.execute(_DAY_SITES, (day,)).fetchone()
-    result = GeocodedDay(day, sites=total[0] if total else 0, geocoded=len(sites))
+    found_rows = conn.execute(_CHANGED_SITES, {"day": day, "version": version}).fetchall()
+    result = GeocodedDay(day, sites=found_rows[0][0] if found_rows else 0)
     rows = []
-    for nct_id, ordinal, city, state, zip_code, country, lat, lon, inputs in sites:
+    for _, nct_id, ordinal, city, state, zip_code, country, lat, lon, digest in found_rows:
+        if nct_id is None:
+            continue
         found = geocoder.geocode(Site(city, state, zip_code, country, lat, lon))
         source = found.source or "none"
         result.by_source[source] = result.by_source.get(source, 0) + 1
@@ -112,9 +113,10 @@ def _geocode_day(conn: psycopg.Connection, geocoder: Geocoder, day: date) -> Geo
                 found.source,
                 found.reason or (None if found.found else "not_found"),
                 day,
-                hashlib.sha256(version + inputs).digest(),
+                digest,
             )
         )
+    result.geocoded = len(rows)
     if rows:
         result.counts = upsert_rows(conn, SITE_GEOCODES, rows)
     result.counts.unchanged += result.sites - result.geocoded
