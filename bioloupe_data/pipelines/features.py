@@ -117,10 +117,10 @@ def _versions(extractor: StructuredExtractor | None) -> dict[str, bytes | None]:
 
 
 def _changed_trials(
-    conn: psycopg.Connection, day: date, extractor: StructuredExtractor | None
+    conn: psycopg.Connection, day: date, versions: dict[str, bytes | None]
 ) -> tuple[int, list[_ChangedTrial]]:
     """The day's count of trials, and those whose features must be derived (again)."""
-    rows = conn.execute(_CHANGED_TRIALS, {"day": day, **_versions(extractor)}).fetchall()
+    rows = conn.execute(_CHANGED_TRIALS, {"day": day, **versions}).fetchall()
     changed = []
     for row in rows:
         (_, nct_id, brief, official, phase, conditions, keywords, mesh, criteria, arms, drugs,
@@ -154,9 +154,10 @@ def extract_days(
     on_day: Callable[[FeaturesDay], None] | None = None,
 ) -> list[FeaturesDay]:
     results = []
+    versions = _versions(extractor)
     for day in days:
         with conn.transaction():
-            result = _extract_day(conn, day, extractor)
+            result = _extract_day(conn, day, extractor, versions)
         results.append(result)
         if on_day:
             on_day(result)
@@ -180,10 +181,13 @@ def _row(features: TrialFeatures, day: date, digest: bytes | None) -> tuple[Any,
 
 
 def _extract_day(
-    conn: psycopg.Connection, day: date, extractor: StructuredExtractor | None
+    conn: psycopg.Connection,
+    day: date,
+    extractor: StructuredExtractor | None,
+    versions: dict[str, bytes | None],
 ) -> FeaturesDay:
     result = FeaturesDay(day)
-    result.trials, changed = _changed_trials(conn, day, extractor)
+    result.trials, changed = _changed_trials(conn, day, versions)
     ruled = [(trial, extract_features(trial.text)) for trial in changed]
     asked = {t.text.nct_id for t, f in ruled if extractor is not None and needs_llm(t.text, f)}
     if extractor is not None and asked:

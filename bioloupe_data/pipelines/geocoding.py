@@ -81,17 +81,19 @@ def geocode_days(
     on_day: Callable[[GeocodedDay], None] | None = None,
 ) -> list[GeocodedDay]:
     results = []
+    version = f"{geocoder.version}\0".encode()  # read once: it looks the gazetteer's release up
     for day in days:
         with conn.transaction():
-            result = _geocode_day(conn, geocoder, day)
+            result = _geocode_day(conn, geocoder, version, day)
         results.append(result)
         if on_day:
             on_day(result)
     return results
 
 
-def _geocode_day(conn: psycopg.Connection, geocoder: Geocoder, day: date) -> GeocodedDay:
-    version = f"{geocoder.version}\0".encode()
+def _geocode_day(
+    conn: psycopg.Connection, geocoder: Geocoder, version: bytes, day: date
+) -> GeocodedDay:
     found_rows = conn.execute(_CHANGED_SITES, {"day": day, "version": version}).fetchall()
     result = GeocodedDay(day, sites=found_rows[0][0] if found_rows else 0)
     rows = []
