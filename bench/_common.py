@@ -147,7 +147,7 @@ def pipeline_only(
             if not normalize:
                 return sum(d.counts.inserted + d.counts.updated for d in landed)
             normalized = normalize_days(
-                conns, TRIALS_SPEC, days_between(start, end), run_id="bench"
+                conns, TRIALS_SPEC, days_between(start, end), run_id="bench", worker_url=url
             )
             return sum(d.counts.inserted + d.counts.updated for d in landed) + sum(
                 d.counts["trials"].inserted + d.counts["trials"].updated for d in normalized

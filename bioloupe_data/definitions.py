@@ -24,6 +24,7 @@ from bioloupe_data.checks import (
     integrity_check_keys,
 )
 from bioloupe_data.partitions import daily_partitions, landscape_partitions
+from bioloupe_data.pipelines.normalize import PROCESS_MIN_DOCUMENTS
 from bioloupe_data.resources import (
     ClinicalTrialsResource,
     LlmSettings,
@@ -53,7 +54,7 @@ from bioloupe_data.sensors import (
     entity_automation_sensor,
     sponsor_registration_sensor,
 )
-from bioloupe_data.settings import Environment, Settings, env
+from bioloupe_data.settings import Environment, Settings, env, positive_int
 
 
 def _from_env(name: str, default: str = "") -> str | dg.EnvVar:
@@ -61,6 +62,8 @@ def _from_env(name: str, default: str = "") -> str | dg.EnvVar:
     default: an empty variable counts as unset."""
     return dg.EnvVar(name) if env(name) else default
 
+
+PROCESS_MIN_DOCUMENTS_VAR = "BIOLOUPE_PROCESS_MIN_DOCUMENTS"
 
 # Per environment (`BIOLOUPE_ENV`), what the resources may do and spend: the one place where
 # local, staging and production differ.
@@ -81,6 +84,7 @@ def build_resources(
     warehouse = WarehouseResource(
         database_url=_from_env("BIOLOUPE_DATABASE_URL"),
         allow_embedded=environment.allows_embedded_database,
+        process_min_documents=positive_int(PROCESS_MIN_DOCUMENTS_VAR, PROCESS_MIN_DOCUMENTS),
     )
     return {
         "warehouse": warehouse,

@@ -12,6 +12,7 @@ import pandas as pd
 import psycopg
 from pydantic import PrivateAttr
 
+from bioloupe_data.pipelines.normalize import PROCESS_MIN_DOCUMENTS
 from bioloupe_data.sources.clinicaltrials import ClinicalTrialsClient
 from bioloupe_data.sources.clinicaltrials.client import MAX_PAGE_SIZE, PUBLIC_BASE_URL
 from bioloupe_data.sources.http import HttpClient, RetryEvent
@@ -34,6 +35,11 @@ class WarehouseResource(dg.ConfigurableResource):
     # Days a range run writes side by side, each on a connection of its own: while one day's
     # documents are parsed or derived in Python, PostgreSQL works on another's.
     parallel_days: int = 2
+    # A range with at least this many documents to derive normalizes its days in
+    # `parallel_days` worker processes, each with its own connection: deriving holds the GIL,
+    # so threads leave the other core to PostgreSQL alone. Fewer stay in threads (a daily
+    # increment), which cost nothing to start.
+    process_min_documents: int = PROCESS_MIN_DOCUMENTS
 
     _url: str | None = PrivateAttr(default=None)
 

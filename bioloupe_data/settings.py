@@ -25,7 +25,7 @@ def env(name: str) -> str | None:
     return value or None
 
 
-def _positive_int(name: str, default: int) -> int:
+def positive_int(name: str, default: int) -> int:
     value = env(name)
     if value is None:
         return default
@@ -50,9 +50,9 @@ class CatchUpSettings:
     @classmethod
     def from_env(cls) -> CatchUpSettings:
         return cls(
-            lookback_days=_positive_int("BIOLOUPE_CATCH_UP_DAYS", DEFAULT_CATCH_UP_DAYS),
-            max_attempts=_positive_int("BIOLOUPE_CATCH_UP_MAX_ATTEMPTS", DEFAULT_CATCH_UP_ATTEMPTS),
-            interval_seconds=_positive_int(
+            lookback_days=positive_int("BIOLOUPE_CATCH_UP_DAYS", DEFAULT_CATCH_UP_DAYS),
+            max_attempts=positive_int("BIOLOUPE_CATCH_UP_MAX_ATTEMPTS", DEFAULT_CATCH_UP_ATTEMPTS),
+            interval_seconds=positive_int(
                 "BIOLOUPE_CATCH_UP_INTERVAL_SECONDS", DEFAULT_CATCH_UP_INTERVAL_SECONDS
             ),
         )

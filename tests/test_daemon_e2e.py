@@ -139,6 +139,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, admin_url: str) -> Iterator[
                 PUBMED_BASE_URL=replay.url,
                 PUBMED_QUERY="all[sb]",
                 NCBI_API_KEY=NCBI_KEY,
+                # Every range normalizes in worker processes, here spawned by the run workers
+                # the daemon launches.
+                BIOLOUPE_PROCESS_MIN_DOCUMENTS="1",
             )
             # The outage: each source ran up to the last OUTAGE days of its window, then nothing.
             for source, job in SOURCES:

@@ -668,3 +668,42 @@ def test_a_rerun_geocodes_again_only_sites_whose_address_or_geocoder_changed(
         calls.clear()
         geocode_days(conn, geocoder, days)
         assert len(calls) == total
+
+
+def test_rules_run_in_worker_processes_give_the_features_they_give_here(
+    loaded: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mapped: list[int] = []
+    real_map = features.WorkerProcesses.map
+
+    def recorded_map(self: features.WorkerProcesses, fn: object, items: list) -> list:
+        mapped.append(len(items))
+        return real_map(self, fn, items)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(features.WorkerProcesses, "map", recorded_map)
+    monkeypatch.setattr(features, "RULES_PROCESS_MIN_TRIALS", 5)
+    # Every column but updated_at.
+    features_table = (
+        "SELECT nct_id, tumor_areas, biomarkers, line_of_therapy, combination_partners, "
+        "extracted_by, rules_version, unresolved, partition_date, value_sources, input_digest "
+        "FROM enriched.trial_features ORDER BY nct_id"
+    )
+    with connect(loaded) as conn:
+        days = [
+            d
+            for (d,) in conn.execute(
+                "SELECT partition_date FROM core.trials GROUP BY 1 ORDER BY count(*) DESC LIMIT 8"
+            )
+        ]
+        here = extract_days(conn, days, processes=1)
+        expected = conn.execute(features_table).fetchall()
+        assert mapped == []
+        conn.execute("TRUNCATE enriched.trial_features")
+
+        in_workers = extract_days(conn, days, processes=2)
+
+        assert sum(mapped) == sum(d.derived for d in here if d.derived >= 5) > 0
+        assert [(d.day, d.derived, d.counts) for d in in_workers] == [
+            (d.day, d.derived, d.counts) for d in here
+        ]
+        assert conn.execute(features_table).fetchall() == [row for row in expected]

@@ -6,13 +6,19 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, timedelta
 
+import dagster as dg
 import psycopg
 import pytest
+from psycopg import sql
 
+from bioloupe_data.assets.normalize import TRIALS_NORMALIZATION, build_normalization_asset
+from bioloupe_data.partitions import RANGE_END_TAG, RANGE_START_TAG, daily_partitions
+from bioloupe_data.pipelines import normalize as normalize_module
 from bioloupe_data.pipelines.clinicaltrials import TRIALS_SPEC, _to_document
 from bioloupe_data.pipelines.normalize import NormalizedDay, normalize_days
+from bioloupe_data.resources import WarehouseResource
 from bioloupe_data.warehouse.database import connect
 from bioloupe_data.warehouse.documents import land_documents
 from bioloupe_data.warehouse.migrate import migrate
@@ -137,3 +143,156 @@ def test_a_new_derivation_version_reads_every_document_and_rewrites_only_what_it
 
     third = normalize(conn, bumped)  # recorded: the next run reads nothing again
     assert sum(d.unchanged_unread for d in third.values()) == len(DOCUMENTS)
+
+
+_FAILING_TRIAL = DOCUMENTS[7].doc_id
+
+
+def _derive_or_fail(payload: dict) -> object:
+    """TRIALS_SPEC's derivation, failing for one trial with an error that is not bad input
+    (module level: worker processes import it by name)."""
+    if payload["protocolSection"]["identificationModule"]["nctId"] == _FAILING_TRIAL:
+        raise RuntimeError(f"derivation crashed on {_FAILING_TRIAL}")
+    return TRIALS_SPEC.derive(payload)
+
+
+def _truncate_core(conn: psycopg.Connection) -> None:
+    tables = [TRIALS_SPEC.parent, *TRIALS_SPEC.children.values()]
+    conn.execute(sql.SQL("TRUNCATE {} CASCADE").format(sql.SQL(", ").join(t.ident for t in tables)))
+
+
+def _recording_processes(monkeypatch: pytest.MonkeyPatch) -> list[date]:
+    """The days normalize_days hands to worker processes, from now on."""
+    in_workers: list[date] = []
+
+    class RecordedWorkerProcesses(normalize_module.WorkerProcesses):
+        def run(self, work, *args):  # type: ignore[no-untyped-def]
+            in_workers.append(args[1])  # (spec, day, ...)
+            return super().run(work, *args)
+
+    monkeypatch.setattr(normalize_module, "WorkerProcesses", RecordedWorkerProcesses)
+    return in_workers
+
+
+def test_days_normalized_in_worker_processes_end_as_in_this_one(
+    conn: psycopg.Connection, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    in_threads = {d.day: d for d in normalize_days(conn, TRIALS_SPEC, DAYS, run_id="test")}
+    expected = {t: digest(database_url, f"core.{t}") for t in TRIALS_SPEC.tables}
+    _truncate_core(conn)
+    conn.execute("TRUNCATE ops.normalized_days")
+    in_workers = _recording_processes(monkeypatch)
+    committed: list[date] = []
+    with connect(database_url) as other:
+        in_processes = normalize_days(
+            [conn, other],
+            TRIALS_SPEC,
+            DAYS,
+            run_id="test",
+            on_day=lambda day: committed.append(day.day),
+            worker_url=database_url,
+            process_min_documents=len(DOCUMENTS),
+        )
+
+    assert sorted(in_workers) == sorted(committed) == DAYS
+    assert {d.day: d for d in in_processes} == in_threads
+    assert {t: digest(database_url, f"core.{t}") for t in TRIALS_SPEC.tables} == expected
+
+
+def test_a_range_with_fewer_documents_to_derive_stays_in_this_process(
+    conn: psycopg.Connection, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_processes(*args: object) -> None:
+        raise AssertionError("worker processes started")
+
+    normalize(conn)
+    study = json.loads(json.dumps(STUDIES[3]))
+    study["protocolSection"]["identificationModule"]["briefTitle"] += " (amended)"
+    study["derivedSection"]["miscInfoModule"]["versionHolder"] = "2099-01-01"
+    with conn.transaction():
+        land_documents(conn, TRIALS_SPEC.source, [_to_document(study)])
+    monkeypatch.setattr(normalize_module, "WorkerProcesses", no_processes)
+
+    with connect(database_url) as other:  # one document to derive again, of 60 landed
+        again = normalize_days(
+            [conn, other],
+            TRIALS_SPEC,
+            DAYS,
+            run_id="test",
+            worker_url=database_url,
+            process_min_documents=2,
+        )
+
+    assert total({d.day: d for d in again}, "updated") == 1
+
+
+def test_the_normalization_asset_derives_a_range_in_worker_processes_past_its_threshold(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first_day = date(2024, 3, 4)
+    range_days = [first_day + timedelta(days=i) for i in range(3)]
+    redated = [
+        dataclasses.replace(d, partition_date=range_days[i % 3]) for i, d in enumerate(DOCUMENTS)
+    ]
+    with connect(database_url) as conn:
+        migrate(conn)
+        with conn.transaction():
+            land_documents(conn, TRIALS_SPEC.source, redated)
+    in_workers = _recording_processes(monkeypatch)
+
+    def materialize(process_min_documents: int) -> dg.ExecuteInProcessResult:
+        warehouse = WarehouseResource(
+            database_url=database_url, process_min_documents=process_min_documents
+        )
+        return dg.materialize(
+            [build_normalization_asset(TRIALS_NORMALIZATION, daily_partitions("2024-01-01"))],
+            resources={"warehouse": warehouse},
+            tags={RANGE_START_TAG: str(range_days[0]), RANGE_END_TAG: str(range_days[-1])},
+        )
+
+    first = materialize(process_min_documents=len(DOCUMENTS))
+    assert sorted(in_workers) == range_days
+    (run_totals,) = [
+        m.metadata
+        for m in first.asset_materializations_for_node(
+            TRIALS_NORMALIZATION.key.to_python_identifier()
+        )
+        if "partitions_in_run" in m.metadata and m.partition == str(range_days[0])
+    ]
+    assert run_totals["inserted"].value == len(DOCUMENTS)
+
+    in_workers.clear()
+    with connect(database_url) as conn:  # one more document than the range has to derive
+        _truncate_core(conn)
+    materialize(process_min_documents=len(DOCUMENTS) + 1)
+    assert in_workers == []
+    with connect(database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM core.trials").fetchone() == (len(DOCUMENTS),)
+
+
+def test_a_day_failing_in_a_worker_process_rolls_back_alone_and_fails_the_range(
+    conn: psycopg.Connection, database_url: str
+) -> None:
+    crashing = dataclasses.replace(TRIALS_SPEC, derive=_derive_or_fail)
+    failing_day = DOCUMENTS[7].partition_date
+    with (
+        connect(database_url) as other,
+        pytest.raises(RuntimeError, match=f"derivation crashed on {_FAILING_TRIAL}"),
+    ):
+        normalize_days(
+            [conn, other],
+            crashing,
+            DAYS,
+            run_id="test",
+            worker_url=database_url,
+            process_min_documents=1,
+        )
+
+    recorded = {d for (d,) in conn.execute("SELECT partition_date FROM ops.normalized_days")}
+    assert failing_day not in recorded
+    per_day = dict(
+        conn.execute("SELECT partition_date, count(*) FROM core.trials GROUP BY 1").fetchall()
+    )
+    landed = {day: sum(d.partition_date == day for d in DOCUMENTS) for day in DAYS}
+    assert failing_day not in per_day  # nothing of the failing day
+    assert per_day == {day: landed[day] for day in recorded}  # the days that committed, whole

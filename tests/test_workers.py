@@ -4,13 +4,17 @@ committed."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 
+import psutil
 import psycopg
 import pytest
 
-from bioloupe_data.pipelines.workers import Aborted, DayWorkers, Feed
+from bioloupe_data.pipelines.workers import Aborted, DayWorkers, Feed, WorkerProcesses
 from bioloupe_data.warehouse.database import connect
 
 Work = Callable[[psycopg.Connection], int]
@@ -139,3 +143,89 @@ def test_a_writer_that_fails_mid_day_stops_the_reader_with_the_writer_s_error(
                 feed.put(item)
 
     assert stored(conns[0]) == []
+
+
+def _insert_day_in_process(conn: psycopg.Connection, day: int) -> tuple[int, int]:
+    """A day's transaction in a worker process (module level: the worker imports it by name);
+    a negative day fails after its row is written."""
+    with conn.transaction():
+        conn.execute("INSERT INTO days VALUES (%s, pg_backend_pid())", (day,))
+        if day < 0:
+            raise psycopg.errors.RaiseException(f"day {day} refused")
+    return os.getpid(), day
+
+
+def test_worker_processes_write_days_on_connections_of_their_own(
+    conns: list[psycopg.Connection], database_url: str
+) -> None:
+    reported: list[int] = []
+    pids: set[int] = set()
+
+    def in_process(day: int) -> Work:
+        def work(conn: psycopg.Connection) -> int:
+            pid, written = processes.run(_insert_day_in_process, day)
+            pids.add(pid)
+            return written
+
+        return work
+
+    with WorkerProcesses(2, database_url) as processes, DayWorkers(conns, reported.append) as w:
+        for day in range(8):
+            w.submit(in_process(day))
+
+    assert sorted(reported) == list(range(8))
+    assert stored(conns[0]) == list(range(8))
+    assert os.getpid() not in pids and len(pids) == 2
+    callers = {conn.info.backend_pid for conn in conns}
+    writers = {backend for (backend,) in conns[0].execute("SELECT DISTINCT backend FROM days")}
+    assert len(writers) == 2 and not writers & callers  # the workers' own connections
+
+
+def test_a_day_failing_in_a_worker_process_rolls_back_and_raises_its_error_here(
+    conns: list[psycopg.Connection], database_url: str
+) -> None:
+    with (
+        pytest.raises(psycopg.errors.RaiseException, match="day -1 refused"),
+        WorkerProcesses(2, database_url) as processes,
+    ):
+        processes.run(_insert_day_in_process, 1)
+        processes.run(_insert_day_in_process, -1)
+
+    assert stored(conns[0]) == [1]
+
+
+def test_a_worker_process_that_cannot_connect_raises_the_connection_error_here(
+    database_url: str,
+) -> None:
+    unreachable = database_url.rsplit("/", 1)[0] + "/no_such_database"
+    with (
+        pytest.raises(psycopg.OperationalError, match="no_such_database"),
+        WorkerProcesses(1, unreachable) as processes,
+    ):
+        processes.run(_insert_day_in_process, 1)
+
+
+# A process that starts two workers and then waits to be killed.
+_PARENT = """
+import sys, time
+from bioloupe_data.pipelines.workers import WorkerProcesses
+with WorkerProcesses(2) as processes:
+    processes.map(abs, [-1, -2, -3, -4])
+    print("ready", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_worker_processes_end_when_the_process_that_started_them_is_killed() -> None:
+    parent = subprocess.Popen([sys.executable, "-c", _PARENT], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None and parent.stdout.readline().strip() == "ready"
+        workers = psutil.Process(parent.pid).children(recursive=True)
+        assert len(workers) >= 2
+        parent.kill()
+        parent.wait(timeout=30)
+        _, alive = psutil.wait_procs(workers, timeout=15)
+        assert alive == []
+    finally:
+        if parent.poll() is None:
+            parent.kill()

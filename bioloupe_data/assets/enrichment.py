@@ -224,8 +224,9 @@ and the rules/prompt version is recorded; trials left without an area are flagge
 `unresolved`."""
 
 
+# (connection, days, on_day, extractor, processes the CPU-bound part may use)
 RunDays = Callable[
-    [psycopg.Connection, list[date], Callable[[Any], None], StructuredExtractor | None], None
+    [psycopg.Connection, list[date], Callable[[Any], None], StructuredExtractor | None, int], None
 ]
 
 
@@ -234,6 +235,7 @@ def _geocode(
     days: list[date],
     on_day: Callable[[Any], None],
     extractor: StructuredExtractor | None,
+    processes: int,
 ) -> None:
     geocode_days(conn, shared_geocoder(), days, on_day=on_day)
 
@@ -243,8 +245,9 @@ def _features(
     days: list[date],
     on_day: Callable[[Any], None],
     extractor: StructuredExtractor | None,
+    processes: int,
 ) -> None:
-    extract_days(conn, days, extractor=extractor, on_day=on_day)
+    extract_days(conn, days, extractor=extractor, on_day=on_day, processes=processes)
 
 
 def build_daily_enrichment(
@@ -292,7 +295,7 @@ def build_daily_enrichment(
 
         with warehouse.connection() as conn, ExitStack() as stack:
             extractor = _extractor(context, conn, openai, llm, stack, prompt) if prompt else None
-            run_days(conn, days_between(start, end), on_day, extractor)
+            run_days(conn, days_between(start, end), on_day, extractor, warehouse.parallel_days)
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": rows,

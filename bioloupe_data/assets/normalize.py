@@ -138,7 +138,13 @@ def build_normalization_asset(
 
         with warehouse.day_connections() as conns:
             normalize_days(
-                conns, spec, days_between(start, end), run_id=context.run.run_id, on_day=on_day
+                conns,
+                spec,
+                days_between(start, end),
+                run_id=context.run.run_id,
+                on_day=on_day,
+                worker_url=warehouse.url(),
+                process_min_documents=warehouse.process_min_documents,
             )
         metadata = _metadata(spec, totals, rows, documents, dead_letters, per_table=True)
         metadata["partitions_in_run"] = (end - start).days + 1

@@ -23,7 +23,13 @@ from bioloupe_data.enrichment.trial_features import (
     to_row,
 )
 from bioloupe_data.enrichment.trial_features_llm import llm_payload, merge_answer, needs_llm
+from bioloupe_data.pipelines.workers import WorkerProcesses
 from bioloupe_data.warehouse.upsert import Table, UpsertCounts, upsert_rows
+
+# Trials of a day to derive from which the rules run in worker processes: the rules take about
+# 4 ms a trial and hold the GIL; starting the processes costs a third of a second to a second,
+# once a run.
+RULES_PROCESS_MIN_TRIALS = 200
 
 # The day's trials with the text the rules read, gathered in one statement, and two digests of
 # that text: under the rules alone (`%(rules)s`, a trial not asked to the LLM) and under the
@@ -152,16 +158,43 @@ def extract_days(
     *,
     extractor: StructuredExtractor | None = None,
     on_day: Callable[[FeaturesDay], None] | None = None,
+    processes: int = 1,
 ) -> list[FeaturesDay]:
+    """Derive the features of each day's trials that changed, one transaction a day. With
+    `processes` > 1, a day with at least `RULES_PROCESS_MIN_TRIALS` trials to derive runs the
+    rules in that many worker processes (started by the first such day, kept for the rest)."""
     results = []
     versions = _versions(extractor)
-    for day in days:
-        with conn.transaction():
-            result = _extract_day(conn, day, extractor, versions)
-        results.append(result)
-        if on_day:
-            on_day(result)
+    with _Rules(processes) as rules:
+        for day in days:
+            with conn.transaction():
+                result = _extract_day(conn, day, extractor, versions, rules)
+            results.append(result)
+            if on_day:
+                on_day(result)
     return results
+
+
+class _Rules:
+    """The feature rules over a day's trials, in this process or in worker processes."""
+
+    def __init__(self, processes: int) -> None:
+        self._processes = processes
+        self._workers: WorkerProcesses | None = None
+
+    def __enter__(self) -> _Rules:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._workers is not None:
+            self._workers.__exit__(*exc)
+
+    def apply(self, texts: list[TrialText]) -> list[TrialFeatures]:
+        if self._processes < 2 or len(texts) < RULES_PROCESS_MIN_TRIALS:
+            return [extract_features(text) for text in texts]
+        if self._workers is None:
+            self._workers = WorkerProcesses(self._processes)
+        return self._workers.map(extract_features, texts)
 
 
 def _ask(
@@ -185,10 +218,11 @@ def _extract_day(
     day: date,
     extractor: StructuredExtractor | None,
     versions: dict[str, bytes | None],
+    rules: _Rules,
 ) -> FeaturesDay:
     result = FeaturesDay(day)
     result.trials, changed = _changed_trials(conn, day, versions)
-    ruled = [(trial, extract_features(trial.text)) for trial in changed]
+    ruled = list(zip(changed, rules.apply([trial.text for trial in changed]), strict=True))
     asked = {t.text.nct_id for t, f in ruled if extractor is not None and needs_llm(t.text, f)}
     if extractor is not None and asked:
         extractor.prefetch(llm_payload(t.text) for t, _ in ruled if t.text.nct_id in asked)

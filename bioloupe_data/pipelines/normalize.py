@@ -6,6 +6,7 @@ replaced only for parents whose upsert won."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from itertools import chain
@@ -16,7 +17,7 @@ import psycopg
 from psycopg import sql
 
 from bioloupe_data.memory import paused_gc
-from bioloupe_data.pipelines.workers import DayWorkers
+from bioloupe_data.pipelines.workers import DayWorkers, WorkerProcesses
 from bioloupe_data.warehouse.documents import DeadLetter, record_dead_letters
 from bioloupe_data.warehouse.statistics import GrowingTables
 from bioloupe_data.warehouse.upsert import (
@@ -41,6 +42,10 @@ BOOKKEEPING_COLUMNS = (
 CHANGE_COLUMNS = ("derivation_hash", "source_updated_at", "version_key", "content_hash")
 BATCH = 500
 PAYLOAD_EXCERPT_CHARS = 2000
+# Documents to derive from which a range's days run in worker processes (given a `worker_url`
+# and more than one connection): starting them costs about a third of a second, which a daily
+# increment of a few hundred documents would not win back.
+PROCESS_MIN_DOCUMENTS = 3000
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +96,8 @@ def normalize_days(
     *,
     run_id: str,
     on_day: Callable[[NormalizedDay], None] | None = None,
+    worker_url: str | None = None,
+    process_min_documents: int = PROCESS_MIN_DOCUMENTS,
 ) -> list[NormalizedDay]:
     """Re-derive the core tables from the landed documents of each day, one transaction a day.
 
@@ -98,7 +105,12 @@ def normalize_days(
     (update time, snapshot, content hash, day) differs from their core row's, or that have
     none; the rest are counted as unchanged without being read. Any other day is derived in
     full. Given several connections, that many days are normalized side by side; `on_day` is
-    called in this thread as each day commits. Returns the days in date order."""
+    called in this thread as each day commits. Returns the days in date order.
+
+    With `worker_url` (the warehouse the connections are on), several connections and at
+    least `process_min_documents` documents to derive over two days or more, the days'
+    transactions run in as many worker processes as there are connections, so the
+    derivations use as many cores."""
     conns = [connections] if isinstance(connections, psycopg.Connection) else list(connections)
     days = list(days)
     landed = _landed_counts(conns[0], spec.source, days)
@@ -111,7 +123,16 @@ def normalize_days(
         if on_day:
             on_day(result)
 
-    with DayWorkers(conns, committed) as workers:
+    with ExitStack() as stack:
+        processes = None
+        if (
+            worker_url is not None
+            and len(conns) > 1
+            and _derives_at_least(conns[0], spec, days, landed, versions, process_min_documents)
+        ):
+            processes = stack.enter_context(WorkerProcesses(len(conns), worker_url))
+        # Entered last, left first: the days in flight finish before the processes stop.
+        workers = stack.enter_context(DayWorkers(conns, committed))
         for day in days:
             if not landed.get(day):
                 committed(
@@ -125,7 +146,7 @@ def normalize_days(
             full = versions.get(day) != spec.version
             workers.submit(
                 lambda conn, day=day, full=full: _normalize_landed_day(
-                    conn, spec, day, landed[day], run_id, full=full, growing=growing
+                    conn, spec, day, landed[day], run_id, full, growing, processes
                 )
             )
     return sorted(results, key=lambda r: r.day)
@@ -137,11 +158,22 @@ def _normalize_landed_day(
     day: date,
     landed: int,
     run_id: str,
-    *,
     full: bool,
     growing: GrowingTables,
+    processes: WorkerProcesses | None,
 ) -> NormalizedDay:
     growing.analyze_if_grown(conn)
+    if processes is None:
+        result = _normalize_day_transaction(conn, spec, day, landed, run_id, full)
+    else:
+        result = processes.run(_normalize_day_transaction, spec, day, landed, run_id, full)
+    growing.wrote(result.counts[spec.parent.name].inserted)
+    return result
+
+
+def _normalize_day_transaction(
+    conn: psycopg.Connection, spec: NormalizeSpec, day: date, landed: int, run_id: str, full: bool
+) -> NormalizedDay:
     with conn.transaction():
         result = _normalize_day(conn, spec, day, run_id, full=full)
         result.unchanged_unread = landed - result.documents
@@ -149,7 +181,6 @@ def _normalize_landed_day(
         result.rows[spec.parent.name] += result.unchanged_unread
         result.documents = landed
         _record_normalized_day(conn, spec, day, run_id)
-    growing.wrote(result.counts[spec.parent.name].inserted)
     return result
 
 
@@ -198,6 +229,60 @@ def _record_normalized_day(
     )
 
 
+# A landed document `d` whose core row `p` is missing or holds another version.
+_CORE_ROW_DIFFERS = sql.SQL(
+    """
+    (p.{key} IS NULL
+     OR (p.source_updated_at, p.version_key, p.content_hash, p.partition_date)
+        IS DISTINCT FROM (d.source_updated_at, d.version_key, d.content_hash, d.partition_date))
+    """
+)
+
+
+def _core_row_differs(spec: NormalizeSpec) -> sql.Composable:
+    return _CORE_ROW_DIFFERS.format(key=sql.Identifier(spec.parent_key))
+
+
+def _derives_at_least(
+    conn: psycopg.Connection,
+    spec: NormalizeSpec,
+    days: list[date],
+    landed: dict[date, int],
+    versions: dict[date, str],
+    documents: int,
+) -> bool:
+    """Whether normalizing `days` derives at least `documents` documents, over at least two
+    days (one day at a time gains nothing from more processes): every landed document of a
+    day last normalized by another version, and those of the other days whose core row
+    differs, counted only as far as needed."""
+    with_documents = [day for day in days if landed.get(day)]
+    if len(with_documents) < 2:
+        return False
+    full = sum(landed[day] for day in with_documents if versions.get(day) != spec.version)
+    if full >= documents:
+        return True
+    others = [day for day in with_documents if versions.get(day) == spec.version]
+    if not others:
+        return False
+    statement = sql.SQL(
+        """
+        SELECT count(*) FROM (
+            SELECT FROM raw.documents AS d LEFT JOIN {parent} AS p ON p.{key} = d.doc_id
+            WHERE d.source = %(source)s AND d.partition_date = ANY(%(days)s) AND {differs}
+            LIMIT %(limit)s
+        ) AS changed
+        """
+    ).format(
+        parent=spec.parent.ident,
+        key=sql.Identifier(spec.parent_key),
+        differs=_core_row_differs(spec),
+    )
+    row = conn.execute(
+        statement, {"source": spec.source, "days": others, "limit": documents - full}
+    ).fetchone()
+    return full + (int(row[0]) if row else 0) >= documents
+
+
 def _landed_batches(
     conn: psycopg.Connection, spec: NormalizeSpec, day: date, *, full: bool
 ) -> Iterator[list[tuple[Any, ...]]]:
@@ -208,13 +293,14 @@ def _landed_batches(
         SELECT d.doc_id, d.payload::text, d.source_updated_at, d.version_key, d.content_hash
         FROM raw.documents AS d LEFT JOIN {parent} AS p ON p.{key} = d.doc_id
         WHERE d.source = %(source)s AND d.partition_date = %(day)s AND d.doc_id > %(after)s
-          AND (%(full)s OR p.{key} IS NULL
-               OR (p.source_updated_at, p.version_key, p.content_hash, p.partition_date)
-                  IS DISTINCT FROM
-                  (d.source_updated_at, d.version_key, d.content_hash, d.partition_date))
+          AND (%(full)s OR {differs})
         ORDER BY d.doc_id LIMIT %(limit)s
         """
-    ).format(parent=spec.parent.ident, key=sql.Identifier(spec.parent_key))
+    ).format(
+        parent=spec.parent.ident,
+        key=sql.Identifier(spec.parent_key),
+        differs=_core_row_differs(spec),
+    )
     after = ""
     while True:
         rows = conn.execute(

@@ -3,19 +3,35 @@ a thread of its own, so that the Python work of one day (parsing, deriving) over
 server's work on another (COPY, merges). Days stay independent units: each commits or rolls
 back on its own, and results reach the caller's thread as days commit.
 
-Threads, not processes: the work of a day spends most of its time waiting on PostgreSQL (the
-GIL is released then), and a connection cannot cross a process boundary.
+Landing a day waits mostly on PostgreSQL and the network (the GIL is released then), so threads
+suffice. Deriving a day's documents holds the GIL most of the time, so a long range of them
+runs its days' transactions in `WorkerProcesses`: worker processes with a connection of their own
+(a connection cannot cross a process boundary), driven by the same threads.
 """
 
 from __future__ import annotations
 
+import atexit
+import multiprocessing
+import multiprocessing.connection
+import os
 import queue
+import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Generic, TypeVar
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
+from contextlib import AbstractContextManager
+from typing import Any, Generic, TypeVar
 
 import psycopg
+
+from bioloupe_data.warehouse.database import connect
 
 Result = TypeVar("Result")
 Item = TypeVar("Item")
@@ -131,3 +147,74 @@ class Feed(Generic[Item]):
         except BaseException:
             self._aborted.set()  # the writer failed: the reader must not block on a full queue
             raise
+
+
+# A worker process's warehouse and its connection, opened on first use: an error connecting
+# then reaches the caller like any other error of the work, not as a broken pool.
+_worker_url: str | None = None
+_worker_connection: psycopg.Connection | None = None
+
+
+def _start_worker(url: str | None) -> None:
+    global _worker_url
+    _worker_url = url
+    # The caller handles Ctrl-C and stops the workers; they must not die mid-day on their own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, daemon=True).start()
+
+
+def _exit_with_parent() -> None:
+    """End this worker when the process that started it is gone (killed, crashed): otherwise
+    it would wait for work forever, holding its connection, or commit its day after the run
+    was given up. Its connection closing rolls back a day in flight."""
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)
+
+
+def _with_worker_connection(work: Callable[..., Result], *args: Any) -> Result:
+    global _worker_connection
+    if _worker_connection is None:
+        if _worker_url is None:
+            raise RuntimeError("worker processes started without a warehouse URL")
+        opened: AbstractContextManager[psycopg.Connection] = connect(_worker_url)
+        _worker_connection = opened.__enter__()
+        atexit.register(opened.__exit__, None, None, None)
+    return work(_worker_connection, *args)
+
+
+class WorkerProcesses:
+    """`count` worker processes for Python work that holds the GIL; given `url`, each has its
+    own connection to that warehouse.
+
+    `run(work, *args)` calls `work(connection, *args)` in a free worker and returns its result
+    (or raises its error); called from several threads, the workers run side by side.
+    `map(fn, items)` is `[fn(item) for item in items]` spread over the workers. Functions and
+    arguments are pickled: module-level functions and plain values. Workers are spawned, not
+    forked: the caller's process holds threads and open connections a fork would copy."""
+
+    def __init__(self, count: int, url: str | None = None) -> None:
+        if count < 1:
+            raise ValueError("at least one worker process is needed")
+        self.count = count
+        self._pool = ProcessPoolExecutor(
+            max_workers=count,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_worker,
+            initargs=(url,),
+        )
+
+    def __enter__(self) -> WorkerProcesses:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def run(self, work: Callable[..., Result], *args: Any) -> Result:
+        return self._pool.submit(_with_worker_connection, work, *args).result()
+
+    def map(self, fn: Callable[[Item], Result], items: Sequence[Item]) -> list[Result]:
+        # A few chunks a worker: large enough to pickle little, small enough to even out.
+        chunksize = max(1, len(items) // (self.count * 4))
+        return list(self._pool.map(fn, items, chunksize=chunksize))
