@@ -4,6 +4,7 @@ records, and a Dagster instance whose storage is PostgreSQL."""
 from __future__ import annotations
 
 import os
+import signal
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import date
@@ -58,6 +59,16 @@ def stop_embedded_server(data_dir: Path) -> None:
     server = pgserver.get_server(data_dir, cleanup_mode=None)  # the running server's handle
     pgserver.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
     server.cleanup()  # forget the handle; with cleanup_mode None this stops nothing itself
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A suite started as a background job (`make test &`, `nohup`) inherits SIGINT ignored,
+    and Dagster, running a job in this process, gives SIGTERM the handler SIGINT has: ignored
+    too. Every server a test starts afterwards would inherit that and outlive its
+    `terminate()`. Python's own SIGINT handler keeps both signals handled, which a started
+    program does not inherit."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
