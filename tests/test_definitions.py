@@ -105,6 +105,25 @@ def test_a_bad_catch_up_setting_is_a_clear_error(
         defs()
 
 
+@pytest.mark.parametrize("value", ["0", "many"])
+def test_a_bad_process_threshold_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("BIOLOUPE_PROCESS_MIN_DOCUMENTS", value)
+    with pytest.raises(
+        ValueError, match="BIOLOUPE_PROCESS_MIN_DOCUMENTS must be a positive whole number"
+    ):
+        defs()
+
+
+def test_the_process_threshold_comes_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert defs().resources["warehouse"].process_min_documents == 3000
+    monkeypatch.setenv("BIOLOUPE_PROCESS_MIN_DOCUMENTS", "250")
+    assert defs().resources["warehouse"].process_min_documents == 250
+
+
 def test_catch_up_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BIOLOUPE_CATCH_UP_INTERVAL_SECONDS", "45")
     sensor = defs().resolve_sensor_def("daily_catch_up_sensor")

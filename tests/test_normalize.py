@@ -226,6 +226,28 @@ def test_a_range_with_fewer_documents_to_derive_stays_in_this_process(
     assert total({d.day: d for d in again}, "updated") == 1
 
 
+def test_a_single_day_stays_in_this_process_however_many_documents_it_derives(
+    conn: psycopg.Connection, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_processes(*args: object) -> None:
+        raise AssertionError("worker processes started")
+
+    busiest = max(DAYS, key=lambda day: sum(d.partition_date == day for d in DOCUMENTS))
+    monkeypatch.setattr(normalize_module, "WorkerProcesses", no_processes)
+
+    with connect(database_url) as other:  # one day at a time: more processes gain nothing
+        (normalized,) = normalize_days(
+            [conn, other],
+            TRIALS_SPEC,
+            [busiest],
+            run_id="test",
+            worker_url=database_url,
+            process_min_documents=1,
+        )
+
+    assert normalized.counts["trials"].inserted == normalized.documents > 0
+
+
 def test_the_normalization_asset_derives_a_range_in_worker_processes_past_its_threshold(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -5,6 +5,7 @@ committed."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -203,6 +204,22 @@ def test_a_worker_process_that_cannot_connect_raises_the_connection_error_here(
         WorkerProcesses(1, unreachable) as processes,
     ):
         processes.run(_insert_day_in_process, 1)
+
+
+def test_worker_processes_carry_on_through_ctrl_c() -> None:
+    with WorkerProcesses(2) as processes:
+        assert processes.map(abs, [-1, -2, -3, -4]) == [1, 2, 3, 4]
+        workers = [
+            child
+            for child in psutil.Process().children()
+            if "spawn_main" in " ".join(child.cmdline())
+        ]
+        assert len(workers) == 2
+        for worker in workers:
+            os.kill(worker.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends the group
+
+        assert processes.map(abs, [-5, -6]) == [5, 6]  # the caller decides when they stop
+        assert all(worker.is_running() for worker in workers)
 
 
 # A process that starts two workers and then waits to be killed.

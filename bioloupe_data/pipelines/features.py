@@ -6,6 +6,7 @@ the same rules (and prompt), is not derived again."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -165,36 +166,22 @@ def extract_days(
     rules in that many worker processes (started by the first such day, kept for the rest)."""
     results = []
     versions = _versions(extractor)
-    with _Rules(processes) as rules:
+    with ExitStack() as stack:
+        # The pool spawns its processes on its first task: a run of small days starts none.
+        workers = stack.enter_context(WorkerProcesses(processes)) if processes > 1 else None
         for day in days:
             with conn.transaction():
-                result = _extract_day(conn, day, extractor, versions, rules)
+                result = _extract_day(conn, day, extractor, versions, workers)
             results.append(result)
             if on_day:
                 on_day(result)
     return results
 
 
-class _Rules:
-    """The feature rules over a day's trials, in this process or in worker processes."""
-
-    def __init__(self, processes: int) -> None:
-        self._processes = processes
-        self._workers: WorkerProcesses | None = None
-
-    def __enter__(self) -> _Rules:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._workers is not None:
-            self._workers.__exit__(*exc)
-
-    def apply(self, texts: list[TrialText]) -> list[TrialFeatures]:
-        if self._processes < 2 or len(texts) < RULES_PROCESS_MIN_TRIALS:
-            return [extract_features(text) for text in texts]
-        if self._workers is None:
-            self._workers = WorkerProcesses(self._processes)
-        return self._workers.map(extract_features, texts)
+def _apply_rules(texts: list[TrialText], workers: WorkerProcesses | None) -> list[TrialFeatures]:
+    if workers is None or len(texts) < RULES_PROCESS_MIN_TRIALS:
+        return [extract_features(text) for text in texts]
+    return workers.map(extract_features, texts)
 
 
 def _ask(
@@ -218,11 +205,12 @@ def _extract_day(
     day: date,
     extractor: StructuredExtractor | None,
     versions: dict[str, bytes | None],
-    rules: _Rules,
+    workers: WorkerProcesses | None,
 ) -> FeaturesDay:
     result = FeaturesDay(day)
     result.trials, changed = _changed_trials(conn, day, versions)
-    ruled = list(zip(changed, rules.apply([trial.text for trial in changed]), strict=True))
+    texts = [trial.text for trial in changed]
+    ruled = list(zip(changed, _apply_rules(texts, workers), strict=True))
     asked = {t.text.nct_id for t, f in ruled if extractor is not None and needs_llm(t.text, f)}
     if extractor is not None and asked:
         extractor.prefetch(llm_payload(t.text) for t, _ in ruled if t.text.nct_id in asked)
