@@ -3,14 +3,16 @@ configured, and a DAGSTER_HOME whose storage is PostgreSQL (dagster-postgres).""
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
-from dagster_postgres.utils import retry_pg_creation_fn
+import sqlalchemy.exc
 
 from bioloupe_data.settings import env
 from bioloupe_data.warehouse.database import (
@@ -29,6 +31,14 @@ EVENT_BATCH_SIZE = "1000"
 # events while the progress bars read them).
 STORAGE_MAX_OVERFLOW = 4
 STORAGE_POOL_RECYCLE_SECONDS = 3600
+# What PostgreSQL raises when another process creates the same table first: its name
+# (duplicate_table), its row type when that commits between the two checks (duplicate_object),
+# or the type's catalog row after waiting on the other's transaction (unique_violation).
+CREATION_RACE_CODES = frozenset({"42P07", "42710", "23505"})
+STORAGE_OPEN_ATTEMPTS = 10
+STORAGE_RETRY_WAIT_SECONDS = 0.2
+
+log = logging.getLogger(__name__)
 
 LOCAL_DAGSTER_YAML = f"""\
 # Written by `bioloupe-data` for local use; production uses dagster.yaml.example.
@@ -94,13 +104,30 @@ def dagster_instance() -> Iterator[dg.DagsterInstance]:
     the command's life, as the webserver's does. Otherwise dagster-postgres opens a connection
     for every event it writes: a year's range run writes thousands (a planned materialization
     per day and asset, check results, logs): about 1.7 s of a 30-day backfill."""
-    # Commands started together on a new storage database race to create Dagster's tables;
-    # dagster-postgres retries that race for most of them but not for `instance_info`, so the
-    # whole instance is opened again with its own retry (the next try finds the tables).
-    with retry_pg_creation_fn(dg.DagsterInstance.get) as instance:
+    with _open_instance() as instance:
         instance.optimize_for_webserver(
             statement_timeout=0,  # none: a command's storage queries are not a UI's
             pool_recycle=STORAGE_POOL_RECYCLE_SECONDS,
             max_overflow=STORAGE_MAX_OVERFLOW,
         )
         yield instance
+
+
+def _open_instance() -> dg.DagsterInstance:
+    """`DagsterInstance.get()`, opened again when it lost a race to create Dagster's tables.
+    Commands started together on a new storage database all create them; dagster-postgres
+    retries some of the errors that race raises but not all (`instance_info`, a row type), and
+    the next try finds the tables the winner committed."""
+    for attempt in range(1, STORAGE_OPEN_ATTEMPTS):
+        try:
+            return dg.DagsterInstance.get()
+        except sqlalchemy.exc.DBAPIError as error:
+            code = getattr(error.orig, "pgcode", None)
+            if code not in CREATION_RACE_CODES:
+                raise
+            log.warning(
+                "Another process is creating Dagster's storage tables (%s); opening it again",
+                code,
+            )
+        time.sleep(STORAGE_RETRY_WAIT_SECONDS * attempt)
+    return dg.DagsterInstance.get()

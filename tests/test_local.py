@@ -125,3 +125,44 @@ def test_a_command_opening_storage_another_is_creating_waits_and_uses_it(
     assert not command.is_alive()
     assert failures == []
     assert runs == [0]
+
+
+def _retries(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [record.getMessage() for record in caplog.records if record.name == local.__name__]
+
+
+def test_a_command_that_meets_another_commands_half_created_table_opens_storage_again(
+    dagster_storage_url: str,
+    dagster_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """When another command commits a table between PostgreSQL's checks of its name and of its
+    type, the loser sees "type already exists". Here a type of that name stands in for the
+    other command's until the command has met it once."""
+    monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
+    with psycopg.connect(dagster_storage_url, autocommit=True) as conn:
+        conn.execute("CREATE TYPE run_tags AS ENUM ()")
+    failures: list[BaseException] = []
+    runs: list[int] = []
+
+    def open_storage() -> None:
+        try:
+            with local.dagster_instance() as instance:
+                runs.append(len(instance.get_runs()))
+        except BaseException as error:  # reported by the assertion below
+            failures.append(error)
+
+    command = threading.Thread(target=open_storage)
+    with caplog.at_level("WARNING", logger=local.__name__):
+        command.start()
+        deadline = time.monotonic() + 60
+        while command.is_alive() and not _retries(caplog) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with psycopg.connect(dagster_storage_url, autocommit=True) as conn:
+            conn.execute("DROP TYPE run_tags")
+        command.join(timeout=60)
+    assert not command.is_alive()
+    assert failures == []
+    assert runs == [0]
+    assert "42710" in _retries(caplog)[0]
