@@ -431,6 +431,33 @@ def test_negated_or_non_selecting_mentions_are_skipped(inclusion: str) -> None:
     assert markers(inclusion) == ()
 
 
+def test_a_mention_in_a_clause_is_found_in_the_joined_clauses() -> None:
+    """A mention pattern that finds nothing in all clauses joined is not tried clause by
+    clause: that needs every match in a clause to be a match there too (no pattern tests for
+    the end of its text). Checked for every pattern on the real trials' clauses, and on
+    mentions that end a clause before another begins."""
+    patterns = [
+        *(gene.pattern for gene in trial_features._GENES + trial_features._STATUS_MARKERS),
+        *(pattern for pattern, _ in trial_features._VARIANTS),
+        trial_features._EXON20,
+        trial_features._HER2,
+        trial_features._RET,
+    ]
+    made_up = [
+        ["EGFR-mutant", "exon 20 insertion", "KRAS G12C"],
+        ["BRAF V600", "E", "HER2-positive", "RET", "fusion"],
+    ]
+    clause_sets = [trial_features._biomarker_clauses(trial) for trial in real_trials()]
+    clause_sets += [trial_features._Clauses(clauses) for clauses in made_up]
+    checked = 0
+    for clauses in clause_sets:
+        for pattern in patterns:
+            if any(pattern.search(clause) for clause in clauses):
+                assert pattern.search(clauses.joined), (pattern.pattern, list(clauses))
+                checked += 1
+    assert checked > 100
+
+
 def test_biomarkers_come_from_inclusion_criteria_only() -> None:
     assert markers("Stage IV NSCLC", exclusion="Known EGFR mutation or ALK rearrangement") == ()
     assert markers("Stage IV NSCLC", title="Drug X in EGFR-mutant NSCLC") == ("EGFR",)

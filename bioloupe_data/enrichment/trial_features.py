@@ -53,6 +53,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 import orjson
@@ -185,8 +186,8 @@ def _titles(trial: TrialText) -> list[str]:
 
 def _mostly_upper(text: str) -> bool:
     """All-capitals text, where "ALL" or "MET" are ordinary words, not acronyms."""
-    letters = [char for char in text if char.isalpha()]
-    return len(letters) >= 12 and sum(char.isupper() for char in letters) > 0.8 * len(letters)
+    letters = "".join(filter(str.isalpha, text))
+    return len(letters) >= 12 and sum(map(str.isupper, letters)) > 0.8 * len(letters)
 
 
 _EXCLUSION_HEADER = re.compile(r"\bexclusion\s+criteri|^\W*exclusion\s*:", re.I | re.M)
@@ -385,11 +386,13 @@ def _area_texts(trial: TrialText) -> list[str]:
     return _texts(trial.conditions, trial.mesh_terms, _titles(trial))
 
 
-def _matches_area(area: _CompiledArea, texts: list[str], whole: str) -> bool:
-    for text in texts:
+def _matches_area(
+    area: _CompiledArea, texts: list[str], mostly_upper: list[bool], whole: str
+) -> bool:
+    for text, upper in zip(texts, mostly_upper, strict=True):
         if area.term and area.term.search(text):
             return True
-        if area.acronym and not _mostly_upper(text) and area.acronym.search(text):
+        if area.acronym and not upper and area.acronym.search(text):
             return True
     if area.site is None or (area.metastatic and area.metastatic.search(whole)):
         return False
@@ -399,8 +402,9 @@ def _matches_area(area: _CompiledArea, texts: list[str], whole: str) -> bool:
 def tumor_areas(trial: TrialText) -> tuple[str, ...]:
     """The trial's tumor areas, in `TUMOR_AREAS` order."""
     texts = _area_texts(trial)
+    mostly_upper = [_mostly_upper(text) for text in texts]
     whole = "\n".join([*texts, *_texts(trial.keywords)])
-    return tuple(area.area for area in _AREAS if _matches_area(area, texts, whole))
+    return tuple(area.area for area in _AREAS if _matches_area(area, texts, mostly_upper, whole))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -619,9 +623,21 @@ class _Mention:
         )
 
 
+class _Clauses(list[str]):
+    """Clauses, and all of them in one text to rule a pattern out with a single search: no
+    mention pattern tests for the end of its text, so one that matches in a clause matches in
+    the clauses joined by line breaks."""
+
+    @cached_property
+    def joined(self) -> str:
+        return "\n".join(self)
+
+
 def _mentions(
-    pattern: re.Pattern[str], clauses: Sequence[str]
+    pattern: re.Pattern[str], clauses: _Clauses
 ) -> Iterator[tuple[_Mention, re.Match[str]]]:
+    if not pattern.search(clauses.joined):
+        return
     for clause in clauses:
         for match in pattern.finditer(clause):
             yield _Mention(clause, match.start(), match.end()), match
@@ -803,7 +819,7 @@ def _ret_names(mention: _Mention) -> tuple[str, ...]:
 _RET = _symbol(r"RET")
 
 
-def _found_biomarkers(clauses: Sequence[str]) -> Iterator[str]:
+def _found_biomarkers(clauses: _Clauses) -> Iterator[str]:
     for gene in _GENES:
         for mention, match in _mentions(gene.pattern, clauses):
             if mention.altered(match) and not mention.negated():
@@ -827,10 +843,10 @@ def _found_biomarkers(clauses: Sequence[str]) -> Iterator[str]:
             yield from _ret_names(mention)
 
 
-def _biomarker_clauses(trial: TrialText) -> list[str]:
+def _biomarker_clauses(trial: TrialText) -> _Clauses:
     headline = _clauses(_texts(_titles(trial), trial.conditions, trial.keywords))
     eligibility = _clauses([inclusion_criteria(trial.eligibility)])
-    return [*headline, *(c for c in eligibility if not _CONDITIONAL_CLAUSE.search(c))]
+    return _Clauses([*headline, *(c for c in eligibility if not _CONDITIONAL_CLAUSE.search(c))])
 
 
 _FAMILIES = ("BRCA", "IDH", "FGFR")
