@@ -38,7 +38,7 @@ CREATION_RACE_CODES = frozenset({"42P07", "42710", "23505"})
 STORAGE_OPEN_ATTEMPTS = 10
 STORAGE_RETRY_WAIT_SECONDS = 0.2
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 LOCAL_DAGSTER_YAML = f"""\
 # Written by `bioloupe-data` for local use; production uses dagster.yaml.example.
@@ -122,10 +122,11 @@ def _open_instance() -> dg.DagsterInstance:
         try:
             return dg.DagsterInstance.get()
         except sqlalchemy.exc.DBAPIError as error:
-            code = getattr(error.orig, "pgcode", None)
+            # psycopg2 (the storage's default driver) names it pgcode, psycopg 3 sqlstate.
+            code = getattr(error.orig, "pgcode", None) or getattr(error.orig, "sqlstate", None)
             if code not in CREATION_RACE_CODES:
                 raise
-            log.warning(
+            logger.warning(
                 "Another process is creating Dagster's storage tables (%s); opening it again",
                 code,
             )

@@ -443,9 +443,10 @@ def test_a_mention_in_a_clause_is_found_in_the_joined_clauses() -> None:
         trial_features._HER2,
         trial_features._RET,
     ]
-    made_up = [
+    made_up = [  # mentions ending a clause, then clauses starting the way a mention goes on
         ["EGFR-mutant", "exon 20 insertion", "KRAS G12C"],
         ["BRAF V600", "E", "HER2-positive", "RET", "fusion"],
+        ["gBRCA", "m", "EGFR", "-mutant", "CD19", "+", "HER2", "-low", "MLL", "-r", "PD-L1", "TPS"],
     ]
     clause_sets = [trial_features._biomarker_clauses(trial) for trial in real_trials()]
     clause_sets += [trial_features._Clauses(clauses) for clauses in made_up]

@@ -623,10 +623,12 @@ class _Mention:
         )
 
 
-class _Clauses(list[str]):
-    """Clauses, and all of them in one text to rule a pattern out with a single search: no
-    mention pattern tests for the end of its text, so one that matches in a clause matches in
-    the clauses joined by line breaks."""
+class _Clauses(tuple[str, ...]):
+    """Clauses, and all of them in one text to rule a pattern out with a single search. A
+    pattern that matches in a clause matches in the clauses joined by line breaks as long as it
+    is anchored to neither end of its text and its lookarounds at a clause's edges (`\\b`,
+    `(?<![\\w-])`, `(?![\\w])`) treat a line break as they treat the end of the text: true of
+    every mention pattern, and tested on the real trials."""
 
     @cached_property
     def joined(self) -> str:
