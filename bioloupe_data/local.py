@@ -122,8 +122,7 @@ def _open_instance() -> dg.DagsterInstance:
         try:
             return dg.DagsterInstance.get()
         except sqlalchemy.exc.DBAPIError as error:
-            # psycopg2 (the storage's default driver) names it pgcode, psycopg 3 sqlstate.
-            code = getattr(error.orig, "pgcode", None) or getattr(error.orig, "sqlstate", None)
+            code = getattr(error.orig, "pgcode", None)  # psycopg2's, dagster-postgres's driver
             if code not in CREATION_RACE_CODES:
                 raise
             logger.warning(

@@ -91,6 +91,29 @@ def _wait_for_a_session_waiting_on_a_lock(url: str, timeout: float = 60) -> None
     raise AssertionError("no session began waiting on the table being created")
 
 
+class _CommandStarting:
+    """`local.dagster_instance()` opened in a thread, as a command starting opens it."""
+
+    def __init__(self) -> None:
+        self.failures: list[BaseException] = []
+        self.runs: list[int] = []
+        self.thread = threading.Thread(target=self._open)
+        self.thread.start()
+
+    def _open(self) -> None:
+        try:
+            with local.dagster_instance() as instance:
+                self.runs.append(len(instance.get_runs()))
+        except BaseException as error:  # reported by assert_started
+            self.failures.append(error)
+
+    def assert_started(self) -> None:
+        self.thread.join(timeout=60)
+        assert not self.thread.is_alive()
+        assert self.failures == []
+        assert self.runs == [0]
+
+
 def test_a_command_opening_storage_another_is_creating_waits_and_uses_it(
     dagster_home: Path, dagster_storage_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -105,26 +128,12 @@ def test_a_command_opening_storage_another_is_creating_waits_and_uses_it(
     other = psycopg.connect(dagster_storage_url)
     try:
         other.execute("CREATE TABLE instance_info (id BIGSERIAL PRIMARY KEY, run_storage_id TEXT)")
-        failures: list[BaseException] = []
-        runs: list[int] = []
-
-        def open_storage() -> None:
-            try:
-                with local.dagster_instance() as instance:
-                    runs.append(len(instance.get_runs()))
-            except BaseException as error:  # reported by the assertion below
-                failures.append(error)
-
-        command = threading.Thread(target=open_storage)
-        command.start()
+        command = _CommandStarting()
         _wait_for_a_session_waiting_on_a_lock(dagster_storage_url)
         other.commit()
-        command.join(timeout=60)
+        command.assert_started()
     finally:
         other.close()
-    assert not command.is_alive()
-    assert failures == []
-    assert runs == [0]
 
 
 def _retries(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -143,26 +152,12 @@ def test_a_command_that_meets_another_commands_half_created_table_opens_storage_
     monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
     with psycopg.connect(dagster_storage_url, autocommit=True) as conn:
         conn.execute("CREATE TYPE run_tags AS ENUM ()")
-    failures: list[BaseException] = []
-    runs: list[int] = []
-
-    def open_storage() -> None:
-        try:
-            with local.dagster_instance() as instance:
-                runs.append(len(instance.get_runs()))
-        except BaseException as error:  # reported by the assertion below
-            failures.append(error)
-
-    command = threading.Thread(target=open_storage)
     with caplog.at_level("WARNING", logger=local.__name__):
-        command.start()
+        command = _CommandStarting()
         deadline = time.monotonic() + 60
-        while command.is_alive() and not _retries(caplog) and time.monotonic() < deadline:
+        while command.thread.is_alive() and not _retries(caplog) and time.monotonic() < deadline:
             time.sleep(0.02)
         with psycopg.connect(dagster_storage_url, autocommit=True) as conn:
             conn.execute("DROP TYPE run_tags")
-        command.join(timeout=60)
-    assert not command.is_alive()
-    assert failures == []
-    assert runs == [0]
+        command.assert_started()
     assert "42710" in _retries(caplog)[0]
