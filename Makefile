@@ -3,7 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
-PYTEST_WORKERS ?= 2
+# Three workers on two cores: many tests spend much of their time waiting for a command, a
+# server or PostgreSQL.
+PYTEST_WORKERS ?= 3
 
 .PHONY: install demo dev test e2e lint format bench clean chromium
 
