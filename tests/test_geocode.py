@@ -7,7 +7,6 @@ country alone, and compared with the registry's point.
 from __future__ import annotations
 
 import json
-import re
 import socket
 import statistics
 import unicodedata
@@ -21,7 +20,10 @@ from typing import Any
 import pytest
 
 from bioloupe_data.enrichment.geocode import (
+    _APOSTROPHES,
     _LETTER_FOLDS,
+    _NON_WORD,
+    _TOKEN_SYNONYMS,
     ADMIN1_SEATS,
     M49_REGIONS,
     REASON_AMBIGUOUS,
@@ -319,13 +321,12 @@ def test_misspelled_cities_are_matched_fuzzily(geocoder: Geocoder) -> None:
 
 def _normalized_the_general_way(text: str) -> str:
     """Every string folded as non-ASCII ones are (letter folds, decomposition, combining marks
-    dropped, apostrophes dropped, punctuation to spaces), then "st"/"ste"/"ft"/"mt" spelled out
-    word by word."""
+    dropped, apostrophes dropped, punctuation to spaces), then the synonyms spelled out word by
+    word."""
     decomposed = unicodedata.normalize("NFKD", text.casefold().translate(_LETTER_FOLDS))
     stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    folded = re.sub(r"[\W_]+", " ", re.sub(r"['’ʼʹ`´]", "", stripped)).strip()
-    synonyms = {"st": "saint", "ste": "sainte", "ft": "fort", "mt": "mount"}
-    return " ".join(synonyms.get(word, word) for word in folded.split())
+    folded = _NON_WORD.sub(" ", _APOSTROPHES.sub("", stripped)).strip()
+    return " ".join(_TOKEN_SYNONYMS.get(word, word) for word in folded.split())
 
 
 def test_names_take_shortcuts_to_the_same_normal_form() -> None:
