@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import warnings
+from contextlib import ExitStack
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,17 +44,20 @@ def _print_report(report: BackfillReport) -> None:
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
-    from bioloupe_data import local
-    from bioloupe_data.definitions import defs
-    from bioloupe_data.memory import set_aside_what_lives_for_the_command
-    from bioloupe_data.runner import BackfillError, run_backfill, selected_assets
+    from bioloupe_data import memory
 
-    local.prepare()
+    with memory.start_up():
+        from bioloupe_data import local
+        from bioloupe_data.definitions import defs
+        from bioloupe_data.runner import BackfillError, run_backfill, selected_assets
+
+        local.prepare()
     try:
-        keys = selected_assets(args.source, args.select)
-        definitions = defs()
-        with local.dagster_instance() as instance:
-            set_aside_what_lives_for_the_command()
+        with ExitStack() as stack:
+            with memory.start_up():
+                keys = selected_assets(args.source, args.select)
+                definitions = defs()
+                instance = stack.enter_context(local.dagster_instance())
             report = run_backfill(
                 definitions, instance, keys, args.start, args.end, console=console
             )

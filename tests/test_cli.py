@@ -149,13 +149,14 @@ def test_backfill_command_rejects_a_range_outside_the_partitions(
 DAY = ["--from", "2024-01-02", "--to", "2024-01-02"]
 LANDING = "raw/clinicaltrials_gov"
 # The command as installed, with the run it starts observed: how many objects the collector
-# had set aside when the run began.
+# had set aside when the run began, and whether it was on (it is off while the command starts).
 OBSERVED_BACKFILL = """
 import gc, sys
 from bioloupe_data import cli, runner
 real = runner.run_backfill
 def observed(*args, **kwargs):
     print(f"set aside at run start: {gc.get_freeze_count()}", flush=True)
+    print(f"collector on at run start: {gc.isenabled()}", flush=True)
     return real(*args, **kwargs)
 runner.run_backfill = observed
 sys.exit(cli.main(sys.argv[1:]))
@@ -166,7 +167,8 @@ def test_a_backfill_runs_with_what_it_loaded_out_of_the_collectors_reach(
     database_url: str, dagster_home: Path, ctgov_replay: ReplayServer
 ) -> None:
     """Dagster, the definitions and the instance live as long as the command; each full
-    collection of a range would otherwise walk all of them again."""
+    collection of a range would otherwise walk all of them again. The collector, off while
+    they load, is on again for the run."""
     env = _environment(
         BIOLOUPE_DATABASE_URL=database_url,
         DAGSTER_HOME=str(dagster_home),
@@ -186,6 +188,7 @@ def test_a_backfill_runs_with_what_it_loaded_out_of_the_collectors_reach(
     found = re.search(r"set aside at run start: (\d+)", done.stdout)
     assert found, done.stdout[-2000:]
     assert int(found.group(1)) > 100_000  # Dagster's modules and the definitions
+    assert "collector on at run start: True" in done.stdout
 
 
 @pytest.fixture(scope="module")
