@@ -72,12 +72,15 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    import dagster as dg
+    from bioloupe_data import memory
 
-    from bioloupe_data import local
-    from bioloupe_data.definitions import defs
-    from bioloupe_data.status import coverage, default_window
-    from bioloupe_data.status_render import render_terminal, write_html, write_png
+    with memory.start_up():
+        import dagster as dg
+
+        from bioloupe_data import local
+        from bioloupe_data.definitions import defs
+        from bioloupe_data.status import coverage, default_window
+        from bioloupe_data.status_render import render_terminal, write_html, write_png
 
     local.prepare()
     start, end = default_window(date.today())
@@ -85,7 +88,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     if start > end:
         console.print(f"[red]error:[/red] --from {start} is after --to {end}")
         return 2
-    definitions = defs()
+    with memory.start_up():
+        definitions = defs()
     asset = dg.AssetKey.from_user_string(args.asset) if args.asset else None
     if asset is not None and not definitions.resolve_asset_graph().has(asset):
         console.print(f"[red]error:[/red] no asset {args.asset}")
@@ -101,7 +105,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from bioloupe_data.demo import run_demo
+    from bioloupe_data import memory
+
+    with memory.start_up():
+        from bioloupe_data.demo import run_demo
 
     return run_demo(days=args.days, per_day=args.per_day, console=console)
 
