@@ -18,7 +18,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -81,6 +81,81 @@ def wait_for_other_sessions(conn: psycopg.Connection, timeout: float = 60.0) -> 
         if time.monotonic() > deadline:
             raise TimeoutError("sessions still connected: tuple counters would not be final")
         time.sleep(0.05)
+
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def tree_cpu_seconds(root: psutil.Process) -> float:
+    """CPU seconds of `root`: its own, its exited children's that it has waited for, and its
+    live descendants'."""
+    times = root.cpu_times()
+    total = times.user + times.system + times.children_user + times.children_system
+    for child in root.children(recursive=True):
+        with suppress(psutil.Error):
+            own = child.cpu_times()
+            total += own.user + own.system
+    return total
+
+
+def local_postgres_server(admin_url: str) -> psutil.Process | None:
+    """The postmaster of the PostgreSQL server at `admin_url` when it runs on this machine and
+    its processes can be read (every backend is its child), else None."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        host = conn.info.host
+        row = conn.execute("SELECT pg_backend_pid()").fetchone()
+    if row is None or not (host in LOCAL_HOSTS or host.startswith("/")):
+        return None
+    try:
+        postmaster = psutil.Process(row[0]).parent()
+        if postmaster is None or "postgres" not in postmaster.name():
+            return None
+        tree_cpu_seconds(postmaster)
+    except psutil.Error:
+        return None
+    return postmaster
+
+
+def replay_server_process(url: str) -> psutil.Process | None:
+    """This process's child serving `url` (a replay server it started), else None."""
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    for child in psutil.Process().children():
+        with suppress(psutil.Error):
+            if any(c.laddr and c.laddr.port == port for c in child.net_connections("tcp")):
+                return child
+    return None
+
+
+@dataclass(slots=True)
+class CpuMeters:
+    """The CPU time a measured command makes the processes it talks to spend: the local
+    PostgreSQL server (every database and background process of it) and the replay server.
+    A process that cannot be read is left out (None)."""
+
+    postgres: psutil.Process | None
+    replay: psutil.Process | None
+
+    @classmethod
+    def find(cls, admin_url: str, replay_url: str) -> CpuMeters:
+        return cls(local_postgres_server(admin_url), replay_server_process(replay_url))
+
+    def read(self) -> dict[str, float | None]:
+        readings: dict[str, float | None] = {}
+        for name, process in (("postgres", self.postgres), ("replay_server", self.replay)):
+            try:
+                readings[name] = tree_cpu_seconds(process) if process else None
+            except psutil.Error:
+                readings[name] = None
+        return readings
+
+
+def cpu_spent(
+    before: dict[str, float | None], after: dict[str, float | None]
+) -> dict[str, float | None]:
+    return {
+        name: None if then is None or after.get(name) is None else after[name] - then
+        for name, then in before.items()
+    }
 
 
 def dagster_yaml(storage_url: str) -> str:

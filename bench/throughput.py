@@ -37,6 +37,11 @@ Measurements:
    of the short or the long range reuses that run instead of running again (`--no-reuse`: never).
    Target: every rate within 25% of their mean.
 
+Where the time goes: each step's seconds, and the CPU seconds of the command's process tree
+(`wait4`), of the PostgreSQL server (when it runs on this machine: its postmaster's processes,
+every database and background process included, read once the command's sessions have ended)
+and of the replay server, against what the cores could give in the command's wall time.
+
 The machine is shared and small (its cores, CPU and load are recorded): figures are noisy.
 
 Needs a PostgreSQL server to create throwaway databases on (`--admin-url`, default
@@ -74,10 +79,12 @@ from bench._common import (
     END,
     RESULTS,
     SEED,
+    CpuMeters,
     Row,
     Workspace,
     add_cache_dir_argument,
     command,
+    cpu_spent,
     machine_facts,
     megabytes,
     pipeline_only,
@@ -130,6 +137,10 @@ class CliRun:
     steps: dict[str, float] = field(default_factory=dict)
     run_seconds: float = 0.0
     requests: int = 0
+    # What the command made the local PostgreSQL server and the replay server spend (None:
+    # not measured, or their processes could not be read).
+    postgres_cpu_seconds: float | None = None
+    replay_cpu_seconds: float | None = None
 
     @property
     def days(self) -> int:
@@ -223,9 +234,11 @@ def backfill(
     logs: Path,
     *,
     count: Callable[[str, date, date], int] | None = None,
+    meters: CpuMeters | None = None,
 ) -> CliRun:
     """Run `bioloupe-data backfill` over start..end as a subprocess and measure it; `count`
-    tells how many documents of start..end it landed (default: ClinicalTrials.gov studies)."""
+    tells how many documents of start..end it landed (default: ClinicalTrials.gov studies);
+    `meters`, what it made the PostgreSQL and replay servers spend."""
     env = {k: v for k, v in os.environ.items() if k not in DROPPED_ENV}
     env.update(
         BIOLOUPE_DATABASE_URL=space.warehouse_url,
@@ -241,6 +254,7 @@ def backfill(
     args = command("backfill", "--from", str(start), "--to", str(end), *selection)
     log = logs / f"{re.sub(r'[^a-z0-9]+', '-', label.lower()).strip('-')}.log"
     requests_before = replay_requests(server_url)
+    cpu_before = meters.read() if meters else {}
     with log.open("w") as output:
         started = time.perf_counter()
         process = subprocess.Popen(args, env=env, stdout=output, stderr=subprocess.STDOUT)
@@ -251,6 +265,11 @@ def backfill(
     if process.returncode != 0:
         tail = "\n".join(log.read_text().splitlines()[-30:])
         raise RuntimeError(f"{' '.join(args)} exited with {process.returncode}:\n{tail}")
+    if meters:
+        for url in (space.warehouse_url, space.storage_url):
+            with psycopg.connect(url, autocommit=True) as conn:
+                wait_for_other_sessions(conn)  # the command's backends have ended
+    server_cpu = cpu_spent(cpu_before, meters.read()) if meters else {}
     steps, run_seconds = step_seconds(space.storage_url)
     kernel_peak = usage.ru_maxrss * 1024  # kilobytes on Linux
     return CliRun(
@@ -268,6 +287,8 @@ def backfill(
         steps=steps,
         run_seconds=run_seconds,
         requests=replay_requests(server_url) - requests_before,
+        postgres_cpu_seconds=server_cpu.get("postgres"),
+        replay_cpu_seconds=server_cpu.get("replay_server"),
     )
 
 
@@ -390,6 +411,25 @@ def where_time_went(run: CliRun) -> str:
     return " · ".join(parts) + " (s)"
 
 
+def cpu_by_process(run: CliRun) -> str:
+    """The CPU seconds of the command, the PostgreSQL server and the replay server, against
+    what the machine's cores could give in the command's wall time."""
+    parts = {
+        "command": run.cpu_seconds,
+        "PostgreSQL": run.postgres_cpu_seconds,
+        "replay server": run.replay_cpu_seconds,
+    }
+    spent = {name: seconds for name, seconds in parts.items() if seconds is not None}
+    total = sum(spent.values())
+    cores = os.cpu_count() or 1
+    available = cores * run.wall_seconds
+    share = f" ({100 * total / available:.0f}%)" if available else ""
+    return (
+        " · ".join(f"{name} {seconds:.1f}" for name, seconds in spent.items())
+        + f" = {total:.1f} s of {available:.1f} s on {cores} cores{share}"
+    )
+
+
 def run_rows(name: str, run: CliRun, pipeline: dict[str, Any] | None) -> list[Row]:
     rows = [
         Row(
@@ -405,6 +445,8 @@ def run_rows(name: str, run: CliRun, pipeline: dict[str, Any] | None) -> list[Ro
         ),
         Row(f"{name}: time by step", where_time_went(run)),
     ]
+    if run.postgres_cpu_seconds is not None:
+        rows.append(Row(f"{name}: CPU by process", cpu_by_process(run)))
     if pipeline:
         rate = run.studies / pipeline["seconds"] if pipeline["seconds"] else 0.0
         rows.append(
@@ -458,6 +500,10 @@ def noop_rows(
             share <= NOOP_TIME_TARGET,
         ),
         Row(f"{name}: time by step", where_time_went(again)),
+    ]
+    if again.postgres_cpu_seconds is not None:
+        rows.append(Row(f"{name}: CPU by process", cpu_by_process(again)))
+    rows += [
         Row(
             f"{name}: data rows rewritten (every schema but ops)",
             f"{sum(data.values()):,} ({listed})",
@@ -583,13 +629,24 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         scratch, logs, server_url, server_load = scratch_with_server(
             stack, synthetic.folder, "bench-tp-"
         )
+        meters = CpuMeters.find(args.admin_url, server_url)
 
         def measure(
             label: str, length: int, space: Workspace, select: str | None = args.select
         ) -> CliRun:
             start, end = range_of(length)
             console.print(f"{label}: bioloupe-data backfill --from {start} --to {end} …")
-            run = backfill(label, space, server_url, synthetic.first_day, start, end, select, logs)
+            run = backfill(
+                label,
+                space,
+                server_url,
+                synthetic.first_day,
+                start,
+                end,
+                select,
+                logs,
+                meters=meters,
+            )
             console.print(
                 f"  {run.studies:,} studies in {run.wall_seconds:.1f} s "
                 f"({run.rate:,.0f}/s, peak RSS {megabytes(run.peak_rss_bytes)})"

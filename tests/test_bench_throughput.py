@@ -49,6 +49,10 @@ def test_throughput_bench_writes_every_measurement(admin_url: str, tmp_path: Pat
         assert run["studies_per_second"] > 0
         assert run["peak_rss_bytes"] > 0
         assert {"raw__clinicaltrials_gov", "core__trials"} <= set(run["steps"])
+        # The server runs on this machine: what the run made it and the replay server spend
+        # (the replay server's few milliseconds may round to 0 in the kernel's clock ticks).
+        assert run["postgres_cpu_seconds"] > 0
+        assert run["replay_cpu_seconds"] is not None and run["replay_cpu_seconds"] >= 0
         assert result["pipeline_only"][name]["seconds"] > 0
     noop = result["noop_rerun"]
     assert noop["studies"] == 10 and noop["wall_seconds"] > 0
@@ -69,6 +73,8 @@ def test_throughput_bench_writes_every_measurement(admin_url: str, tmp_path: Pat
         "2 days: peak RSS",
         "peak RSS, 2 days over 2 days",
         "no-op re-run of 2 days: time",
+        "2 days: CPU by process",
+        "no-op re-run of 2 days: CPU by process",
         "no-op re-run of 2 days: data rows rewritten (every schema but ops)",
         "2 days, whole source: end to end",
         "no-op re-run of 2 days, whole source: time",
