@@ -26,7 +26,7 @@ from typing import Any
 
 import dagster as dg
 import httpx
-import psutil  # installed with pgserver, a dependency
+import psutil
 import psycopg
 from psycopg import sql
 from rich.console import Console

@@ -69,7 +69,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import psutil  # installed with pgserver, a dependency
+import psutil
 import psycopg
 from psycopg import sql
 from rich.console import Console
