@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import dagster as dg
 import httpx
@@ -83,54 +84,68 @@ def wait_for_other_sessions(conn: psycopg.Connection, timeout: float = 60.0) -> 
         time.sleep(0.05)
 
 
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+def _seconds(times: Any, *, children: bool = False) -> float:
+    own = times.user + times.system
+    return own + (times.children_user + times.children_system if children else 0.0)
 
 
-def tree_cpu_seconds(root: psutil.Process) -> float:
+def tree_cpu_seconds(root: psutil.Process, attempts: int = 5) -> float:
     """CPU seconds of `root`: its own, its exited children's that it has waited for, and its
-    live descendants'."""
-    times = root.cpu_times()
-    total = times.user + times.system + times.children_user + times.children_system
-    for child in root.children(recursive=True):
-        with suppress(psutil.Error):
-            own = child.cpu_times()
-            total += own.user + own.system
-    return total
+    live descendants'. A child that `root` waits for between reading its times and listing its
+    children would be counted in neither, so the reading is taken again when `root`'s times
+    changed meanwhile."""
+    for _ in range(attempts):
+        before = _seconds(root.cpu_times(), children=True)
+        live = 0.0
+        for child in root.children(recursive=True):
+            with suppress(psutil.Error):
+                live += _seconds(child.cpu_times())
+        after = _seconds(root.cpu_times(), children=True)
+        if after == before:
+            break
+    return after + live
 
 
 def local_postgres_server(admin_url: str) -> psutil.Process | None:
     """The postmaster of the PostgreSQL server at `admin_url` when it runs on this machine and
-    its processes can be read (every backend is its child), else None."""
+    its processes can be read (every backend is its child), else None. A process of this
+    machine is that server's only if it started when the server says it did: a server in a
+    container or behind a tunnel may report a process id that is another process here."""
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        host = conn.info.host
-        row = conn.execute("SELECT pg_backend_pid()").fetchone()
-    if row is None or not (host in LOCAL_HOSTS or host.startswith("/")):
+        row = conn.execute(
+            "SELECT pg_backend_pid(), extract(epoch FROM pg_postmaster_start_time())::float8"
+        ).fetchone()
+    if row is None:
         return None
+    backend_pid, started = row
     try:
-        postmaster = psutil.Process(row[0]).parent()
-        if postmaster is None or "postgres" not in postmaster.name():
+        postmaster = psutil.Process(backend_pid).parent()
+        if postmaster is None or abs(postmaster.create_time() - started) > 2.0:
             return None
-        tree_cpu_seconds(postmaster)
+        tree_cpu_seconds(postmaster)  # its processes can be read
     except psutil.Error:
         return None
     return postmaster
 
 
 def replay_server_process(url: str) -> psutil.Process | None:
-    """This process's child serving `url` (a replay server it started), else None."""
-    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    """This process's child listening on `url`'s port (a replay server it started), else
+    None."""
+    port = urlsplit(url).port
     for child in psutil.Process().children():
         with suppress(psutil.Error):
-            if any(c.laddr and c.laddr.port == port for c in child.net_connections("tcp")):
-                return child
+            for connection in child.net_connections("tcp"):
+                if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port:
+                    return child
     return None
 
 
 @dataclass(slots=True)
 class CpuMeters:
-    """The CPU time a measured command makes the processes it talks to spend: the local
-    PostgreSQL server (every database and background process of it) and the replay server.
-    A process that cannot be read is left out (None)."""
+    """The CPU time of the processes a measured command talks to: the local PostgreSQL server
+    and the replay server. The server's is all of its processes': every database's sessions
+    and its background work (autovacuum, checkpoints) as well as the command's, so other work
+    on the server at the time counts too. A process that cannot be read is left out (None)."""
 
     postgres: psutil.Process | None
     replay: psutil.Process | None
@@ -143,7 +158,7 @@ class CpuMeters:
         readings: dict[str, float | None] = {}
         for name, process in (("postgres", self.postgres), ("replay_server", self.replay)):
             try:
-                readings[name] = tree_cpu_seconds(process) if process else None
+                readings[name] = tree_cpu_seconds(process) if process is not None else None
             except psutil.Error:
                 readings[name] = None
         return readings
@@ -152,10 +167,11 @@ class CpuMeters:
 def cpu_spent(
     before: dict[str, float | None], after: dict[str, float | None]
 ) -> dict[str, float | None]:
-    return {
-        name: None if then is None or after.get(name) is None else after[name] - then
-        for name, then in before.items()
-    }
+    spent: dict[str, float | None] = {}
+    for name, then in before.items():
+        now = after.get(name)
+        spent[name] = None if then is None or now is None else now - then
+    return spent
 
 
 def dagster_yaml(storage_url: str) -> str:

@@ -413,20 +413,23 @@ def where_time_went(run: CliRun) -> str:
 
 def cpu_by_process(run: CliRun) -> str:
     """The CPU seconds of the command, the PostgreSQL server and the replay server, against
-    what the machine's cores could give in the command's wall time."""
+    what the cores this process may use could give in the command's wall time (the servers' are
+    read just before the command starts and once its sessions have ended)."""
     parts = {
         "command": run.cpu_seconds,
         "PostgreSQL": run.postgres_cpu_seconds,
         "replay server": run.replay_cpu_seconds,
     }
     spent = {name: seconds for name, seconds in parts.items() if seconds is not None}
+    unread = [name for name, seconds in parts.items() if seconds is None]
     total = sum(spent.values())
-    cores = os.cpu_count() or 1
+    cores = len(os.sched_getaffinity(0))
     available = cores * run.wall_seconds
     share = f" ({100 * total / available:.0f}%)" if available else ""
     return (
         " · ".join(f"{name} {seconds:.1f}" for name, seconds in spent.items())
         + f" = {total:.1f} s of {available:.1f} s on {cores} cores{share}"
+        + (f"; not read: {', '.join(unread)}" if unread else "")
     )
 
 

@@ -82,7 +82,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         from bioloupe_data.status import coverage, default_window
         from bioloupe_data.status_render import render_terminal, write_html, write_png
 
-    local.prepare()
+        local.prepare()
     start, end = default_window(date.today())
     start, end = args.start or start, args.end or end
     if start > end:
@@ -94,7 +94,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     if asset is not None and not definitions.resolve_asset_graph().has(asset):
         console.print(f"[red]error:[/red] no asset {args.asset}")
         return 2
-    with local.dagster_instance() as instance:
+    with ExitStack() as stack:
+        with memory.start_up():
+            instance = stack.enter_context(local.dagster_instance())
         report = coverage(definitions, instance, start, end, asset)
     render_terminal(report, Console(width=None if sys.stdout.isatty() else 160))
     out = Path(args.out) if args.out else local.bioloupe_home() / "status"

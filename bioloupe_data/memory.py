@@ -30,8 +30,9 @@ def start_up() -> Iterator[None]:
     collector on, a backfill's start walked the whole growing heap five times (about 0.5 s of a
     2.3 s start, collecting a few dozen objects). The collector is off for the start; at its
     end, everything allocated so far is moved out of the collector's reach, since otherwise
-    each full collection of a range would walk all of it again (about 0.15 s each), and the
-    collector is switched back on, whatever happened."""
+    each full collection of a range would walk all of it again (about 0.15 s each), and so
+    would Python's last one as the command exits; then the collector is switched back on,
+    whatever happened."""
     enabled = gc.isenabled()
     gc.disable()
     try:

@@ -148,27 +148,32 @@ def test_backfill_command_rejects_a_range_outside_the_partitions(
 
 DAY = ["--from", "2024-01-02", "--to", "2024-01-02"]
 LANDING = "raw/clinicaltrials_gov"
-# The command as installed, with the run it starts observed: how many objects the collector
-# had set aside when the run began, and whether it was on (it is off while the command starts).
+# The command as installed, observed: how many objects were set aside at each full collection
+# (one that found none walked everything loaded so far), and at exit how many were set aside
+# and whether the collector is on.
 OBSERVED_BACKFILL = """
-import gc, sys
-from bioloupe_data import cli, runner
-real = runner.run_backfill
-def observed(*args, **kwargs):
-    print(f"set aside at run start: {gc.get_freeze_count()}", flush=True)
-    print(f"collector on at run start: {gc.isenabled()}", flush=True)
-    return real(*args, **kwargs)
-runner.run_backfill = observed
+import atexit, gc, sys
+from bioloupe_data import cli
+set_aside_at_full_collections = []
+def record(phase, info):
+    if phase == "start" and info["generation"] == 2:
+        set_aside_at_full_collections.append(gc.get_freeze_count())
+gc.callbacks.append(record)
+def report():
+    print(f"set aside at full collections: {set_aside_at_full_collections}", flush=True)
+    print(f"set aside at exit: {gc.get_freeze_count()}", flush=True)
+    print(f"collector on at exit: {gc.isenabled()}", flush=True)
+atexit.register(report)
 sys.exit(cli.main(sys.argv[1:]))
 """
 
 
-def test_a_backfill_runs_with_what_it_loaded_out_of_the_collectors_reach(
+def test_no_full_collection_walks_what_a_backfill_loads_to_start(
     database_url: str, dagster_home: Path, ctgov_replay: ReplayServer
 ) -> None:
-    """Dagster, the definitions and the instance live as long as the command; each full
-    collection of a range would otherwise walk all of them again. The collector, off while
-    they load, is on again for the run."""
+    """Dagster, the definitions and the instance live as long as the command: no full
+    collection walks them, neither while they load (the collector is off) nor during the run
+    (they are set aside), and the collector is on again for the run."""
     env = _environment(
         BIOLOUPE_DATABASE_URL=database_url,
         DAGSTER_HOME=str(dagster_home),
@@ -185,10 +190,13 @@ def test_a_backfill_runs_with_what_it_loaded_out_of_the_collectors_reach(
         check=False,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    found = re.search(r"set aside at run start: (\d+)", done.stdout)
+    found = re.search(r"set aside at full collections: \[([\d, ]*)\]", done.stdout)
     assert found, done.stdout[-2000:]
-    assert int(found.group(1)) > 100_000  # Dagster's modules and the definitions
-    assert "collector on at run start: True" in done.stdout
+    at_full_collections = [int(n) for n in found.group(1).split(",") if n.strip()]
+    assert all(n > 100_000 for n in at_full_collections), at_full_collections
+    set_aside = re.search(r"set aside at exit: (\d+)", done.stdout)
+    assert set_aside and int(set_aside.group(1)) > 100_000  # Dagster and the definitions
+    assert "collector on at exit: True" in done.stdout
 
 
 @pytest.fixture(scope="module")
