@@ -109,18 +109,23 @@ def tree_cpu_seconds(root: psutil.Process, attempts: int = 5) -> float:
 def local_postgres_server(admin_url: str) -> psutil.Process | None:
     """The postmaster of the PostgreSQL server at `admin_url` when it runs on this machine and
     its processes can be read (every backend is its child), else None. A process of this
-    machine is that server's only if it started when the server says it did: a server in a
-    container or behind a tunnel may report a process id that is another process here."""
+    machine is that server's only if the server's own background processes are its children:
+    a server in a container or behind a tunnel may report process ids that are other processes
+    here."""
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT pg_backend_pid(), extract(epoch FROM pg_postmaster_start_time())::float8"
-        ).fetchone()
-    if row is None:
+        backend = conn.execute("SELECT pg_backend_pid()").fetchone()
+        background = {
+            pid
+            for (pid,) in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE backend_type = ANY(%s)",
+                (["checkpointer", "background writer", "walwriter"],),
+            ).fetchall()
+        }
+    if backend is None or not background:
         return None
-    backend_pid, started = row
     try:
-        postmaster = psutil.Process(backend_pid).parent()
-        if postmaster is None or abs(postmaster.create_time() - started) > 2.0:
+        postmaster = psutil.Process(backend[0]).parent()
+        if postmaster is None or not background <= {c.pid for c in postmaster.children()}:
             return None
         tree_cpu_seconds(postmaster)  # its processes can be read
     except psutil.Error:
