@@ -150,20 +150,29 @@ class CpuMeters:
     """The CPU time of the processes a measured command talks to: the local PostgreSQL server
     and the replay server. The server's is all of its processes': every database's sessions
     and its background work (autovacuum, checkpoints) as well as the command's, so other work
-    on the server at the time counts too. A process that cannot be read is left out (None)."""
+    on the server at the time counts too. A process that cannot be read is left out (None).
 
-    postgres: psutil.Process | None
-    replay: psutil.Process | None
+    Processes are kept by id and looked up at each reading: psutil tells a process whose id was
+    reused by its start time, which it derives from the wall clock, so a process object kept
+    while the clock is stepped (as on a virtual machine) reads as gone."""
+
+    postgres_pid: int | None
+    replay_pid: int | None
 
     @classmethod
     def find(cls, admin_url: str, replay_url: str) -> CpuMeters:
-        return cls(local_postgres_server(admin_url), replay_server_process(replay_url))
+        postgres = local_postgres_server(admin_url)
+        replay = replay_server_process(replay_url)
+        return cls(
+            postgres.pid if postgres is not None else None,
+            replay.pid if replay is not None else None,
+        )
 
     def read(self) -> dict[str, float | None]:
         readings: dict[str, float | None] = {}
-        for name, process in (("postgres", self.postgres), ("replay_server", self.replay)):
+        for name, pid in (("postgres", self.postgres_pid), ("replay_server", self.replay_pid)):
             try:
-                readings[name] = tree_cpu_seconds(process) if process is not None else None
+                readings[name] = tree_cpu_seconds(psutil.Process(pid)) if pid is not None else None
             except psutil.Error:
                 readings[name] = None
         return readings
