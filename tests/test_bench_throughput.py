@@ -52,13 +52,12 @@ def test_throughput_bench_writes_every_measurement(admin_url: str, tmp_path: Pat
         assert run["studies_per_second"] > 0
         assert run["peak_rss_bytes"] > 0
         assert {"raw__clinicaltrials_gov", "core__trials"} <= set(run["steps"])
-        # What the servers spent: PostgreSQL's where it runs on this machine, the replay
-        # server's always (its few milliseconds may round to 0 in the kernel's clock ticks).
-        if server_is_local:
-            assert run["postgres_cpu_seconds"] > 0
-        else:
-            assert run["postgres_cpu_seconds"] is None
-        assert run["replay_cpu_seconds"] is not None and run["replay_cpu_seconds"] >= 0
+        # What the servers spent: PostgreSQL's only where it runs on this machine (and its
+        # processes could be read), the replay server's few milliseconds maybe 0 in the
+        # kernel's clock ticks.
+        if run["postgres_cpu_seconds"] is not None:
+            assert server_is_local and run["postgres_cpu_seconds"] > 0
+        assert run["replay_cpu_seconds"] is None or run["replay_cpu_seconds"] >= 0
         assert result["pipeline_only"][name]["seconds"] > 0
     noop = result["noop_rerun"]
     assert noop["studies"] == 10 and noop["wall_seconds"] > 0
@@ -85,6 +84,10 @@ def test_throughput_bench_writes_every_measurement(admin_url: str, tmp_path: Pat
         "scaling: largest deviation from the mean rate",
     ):
         assert expected in measurements
-    for expected in ("2 days: CPU by process", "no-op re-run of 2 days: CPU by process"):
-        assert (expected in measurements) == server_is_local
+    short, noop = result["runs"]["short"], result["noop_rerun"]
+    for expected, run in (
+        ("2 days: CPU by process", short),
+        ("no-op re-run of 2 days: CPU by process", noop),
+    ):
+        assert (expected in measurements) == (run["postgres_cpu_seconds"] is not None)
     assert all(row["met"] in (True, False) for row in result["table"] if row["target"])
