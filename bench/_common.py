@@ -106,12 +106,12 @@ def tree_cpu_seconds(root: psutil.Process, attempts: int = 5) -> float:
     return after + live
 
 
-def local_postgres_server(admin_url: str) -> psutil.Process | None:
-    """The postmaster of the PostgreSQL server at `admin_url` when it runs on this machine and
-    its processes can be read (every backend is its child), else None. A process of this
-    machine is that server's only if the server's own background processes are its children:
-    a server in a container or behind a tunnel may report process ids that are other processes
-    here."""
+def local_postgres_pid(admin_url: str) -> int | None:
+    """The process id of the postmaster of the PostgreSQL server at `admin_url` when it runs on
+    this machine and its processes can be read (every backend is its child), else None. A
+    process of this machine is that server's only if the server's own background processes are
+    its children: a server in a container or behind a tunnel may report process ids that are
+    other processes here."""
     with psycopg.connect(admin_url, autocommit=True) as conn:
         backend = conn.execute("SELECT pg_backend_pid()").fetchone()
         background = {
@@ -130,18 +130,18 @@ def local_postgres_server(admin_url: str) -> psutil.Process | None:
         tree_cpu_seconds(postmaster)  # its processes can be read
     except psutil.Error:
         return None
-    return postmaster
+    return postmaster.pid
 
 
-def replay_server_process(url: str) -> psutil.Process | None:
-    """This process's child listening on `url`'s port (a replay server it started), else
-    None."""
+def replay_server_pid(url: str) -> int | None:
+    """The process id of this process's child listening on `url`'s port (a replay server it
+    started), else None."""
     port = urlsplit(url).port
     for child in psutil.Process().children():
         with suppress(psutil.Error):
             for connection in child.net_connections("tcp"):
                 if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port:
-                    return child
+                    return child.pid
     return None
 
 
@@ -154,19 +154,14 @@ class CpuMeters:
 
     Processes are kept by id and looked up at each reading: psutil tells a process whose id was
     reused by its start time, which it derives from the wall clock, so a process object kept
-    while the clock is stepped (as on a virtual machine) reads as gone."""
+    while the clock is adjusted may read as gone."""
 
     postgres_pid: int | None
     replay_pid: int | None
 
     @classmethod
     def find(cls, admin_url: str, replay_url: str) -> CpuMeters:
-        postgres = local_postgres_server(admin_url)
-        replay = replay_server_process(replay_url)
-        return cls(
-            postgres.pid if postgres is not None else None,
-            replay.pid if replay is not None else None,
-        )
+        return cls(local_postgres_pid(admin_url), replay_server_pid(replay_url))
 
     def read(self) -> dict[str, float | None]:
         readings: dict[str, float | None] = {}

@@ -46,24 +46,23 @@ def _print_report(report: BackfillReport) -> None:
 def cmd_backfill(args: argparse.Namespace) -> int:
     from bioloupe_data import memory
 
-    with memory.start_up():
-        from bioloupe_data import local
-        from bioloupe_data.definitions import defs
-        from bioloupe_data.runner import BackfillError, run_backfill, selected_assets
+    with ExitStack() as stack:
+        with memory.start_up():
+            from bioloupe_data import local
+            from bioloupe_data.definitions import defs
+            from bioloupe_data.runner import BackfillError, run_backfill, selected_assets
 
-        local.prepare()
-    try:
-        with ExitStack() as stack:
-            with memory.start_up():
-                keys = selected_assets(args.source, args.select)
-                definitions = defs()
-                instance = stack.enter_context(local.dagster_instance())
+            local.prepare()
+            definitions = defs()
+            instance = stack.enter_context(local.dagster_instance())
+        try:
+            keys = selected_assets(args.source, args.select)
             report = run_backfill(
                 definitions, instance, keys, args.start, args.end, console=console
             )
-    except BackfillError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        return 2
+        except BackfillError as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            return 2
     _print_report(report)
     if report.failed:
         console.print(f"[red]failed:[/red] {report.failed}")
@@ -83,13 +82,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         from bioloupe_data.status_render import render_terminal, write_html, write_png
 
         local.prepare()
+        definitions = defs()
     start, end = default_window(date.today())
     start, end = args.start or start, args.end or end
     if start > end:
         console.print(f"[red]error:[/red] --from {start} is after --to {end}")
         return 2
-    with memory.start_up():
-        definitions = defs()
     asset = dg.AssetKey.from_user_string(args.asset) if args.asset else None
     if asset is not None and not definitions.resolve_asset_graph().has(asset):
         console.print(f"[red]error:[/red] no asset {args.asset}")

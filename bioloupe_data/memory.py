@@ -33,11 +33,8 @@ def start_up() -> Iterator[None]:
     each full collection of a range would walk all of it again (about 0.15 s each), and so
     would Python's last one as the command exits; then the collector is switched back on,
     whatever happened."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        if enabled:
-            gc.enable()
+    with paused_gc():
+        try:
+            yield
+        finally:
+            gc.freeze()

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench._common import local_postgres_server
+from bench._common import local_postgres_pid
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,7 +43,7 @@ def test_throughput_bench_writes_every_measurement(admin_url: str, tmp_path: Pat
     )
 
     result = json.loads(out.read_text())
-    server_is_local = local_postgres_server(admin_url) is not None
+    server_is_local = local_postgres_pid(admin_url) is not None
     assert {"cores", "cpu_model", "postgresql_version"} <= set(result["machine"])
     assert result["synthetic"]["studies"] == 10
     for name in ("short", "long"):

@@ -50,6 +50,15 @@ def _environment(**values: str) -> dict[str, str]:
     return env
 
 
+def _run(
+    args: list[str], env: dict[str, str], timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """`args` run to its end with `env`, its output captured as text."""
+    return subprocess.run(
+        args, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
 def _runs(home: Path) -> list[dg.DagsterRun]:
     os.environ["DAGSTER_HOME"] = str(home)
     try:
@@ -134,14 +143,7 @@ def test_backfill_command_rejects_a_range_outside_the_partitions(
         DAGSTER_HOME=str(dagster_home),
         BIOLOUPE_START_DATE="2020-01-01",
     )
-    done = subprocess.run(
-        [*CLI, "backfill", "--from", "2019-12-01", "--to", "2020-01-05"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = _run([*CLI, "backfill", "--from", "2019-12-01", "--to", "2020-01-05"], env, timeout=120)
     assert done.returncode == 2
     assert "outside the partitions" in done.stderr
 
@@ -151,7 +153,10 @@ LANDING = "raw/clinicaltrials_gov"
 # The command as installed, observed: how many objects were set aside at each full collection
 # (one that found none walked everything loaded so far), and at exit how many were set aside
 # and whether the collector is on.
-OBSERVED_BACKFILL = """
+OBSERVED = [
+    sys.executable,
+    "-c",
+    """
 import atexit, gc, sys
 from bioloupe_data import cli
 set_aside_at_full_collections = []
@@ -165,7 +170,20 @@ def report():
     print(f"collector on at exit: {gc.isenabled()}", flush=True)
 atexit.register(report)
 sys.exit(cli.main(sys.argv[1:]))
-"""
+""",
+]
+
+
+def _assert_no_full_collection_walked_the_start(stdout: str) -> None:
+    """What the command loaded to start (Dagster, the definitions) was set aside before any
+    full collection, and the collector is on again after the start."""
+    found = re.search(r"set aside at full collections: \[([\d, ]*)\]", stdout)
+    assert found, stdout[-2000:]
+    at_full_collections = [int(n) for n in found.group(1).split(",") if n.strip()]
+    assert all(n > 100_000 for n in at_full_collections), at_full_collections
+    set_aside = re.search(r"set aside at exit: (\d+)", stdout)
+    assert set_aside and int(set_aside.group(1)) > 100_000  # Dagster and the definitions
+    assert "collector on at exit: True" in stdout
 
 
 def test_no_full_collection_walks_what_a_backfill_loads_to_start(
@@ -181,22 +199,22 @@ def test_no_full_collection_walks_what_a_backfill_loads_to_start(
         CTGOV_SCOPE="all",
         BIOLOUPE_START_DATE="2020-01-01",
     )
-    done = subprocess.run(
-        [sys.executable, "-c", OBSERVED_BACKFILL, "backfill", *DAY, "--select", LANDING],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = _run([*OBSERVED, "backfill", *DAY, "--select", LANDING], env)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    found = re.search(r"set aside at full collections: \[([\d, ]*)\]", done.stdout)
-    assert found, done.stdout[-2000:]
-    at_full_collections = [int(n) for n in found.group(1).split(",") if n.strip()]
-    assert all(n > 100_000 for n in at_full_collections), at_full_collections
-    set_aside = re.search(r"set aside at exit: (\d+)", done.stdout)
-    assert set_aside and int(set_aside.group(1)) > 100_000  # Dagster and the definitions
-    assert "collector on at exit: True" in done.stdout
+    _assert_no_full_collection_walked_the_start(done.stdout)
+
+
+def test_no_full_collection_walks_what_status_loads_to_start(
+    tmp_path: Path, database_url: str, dagster_home: Path
+) -> None:
+    env = _environment(
+        BIOLOUPE_DATABASE_URL=database_url,
+        DAGSTER_HOME=str(dagster_home),
+        BIOLOUPE_START_DATE="2024-01-01",
+    )
+    done = _run([*OBSERVED, "status", *DAY, "--out", str(tmp_path / "status")], env)
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]  # a day with gaps
+    _assert_no_full_collection_walked_the_start(done.stdout)
 
 
 @pytest.fixture(scope="module")
@@ -274,9 +292,7 @@ def test_a_killed_backfill_keeps_its_committed_days_and_a_rerun_converges(
         (killed,) = _runs(dagster_home)
         assert killed.status == dg.DagsterRunStatus.STARTED  # nothing watched it die...
 
-        rerun = subprocess.run(
-            command, env=env, capture_output=True, text=True, timeout=300, check=False
-        )
+        rerun = _run(command, env)
         assert rerun.returncode == 0, rerun.stderr
         # ...until the next backfill found its process gone and marked it failed.
         assert f"marked run {killed.run_id} failed" in rerun.stderr
@@ -287,14 +303,7 @@ def test_a_killed_backfill_keeps_its_committed_days_and_a_rerun_converges(
         reference = create_database(admin_url)
         try:
             reference_url = url_for(admin_url, reference)
-            uninterrupted = subprocess.run(
-                command,
-                env={**env, "BIOLOUPE_DATABASE_URL": reference_url},
-                capture_output=True,
-                text=True,
-                timeout=300,
-                check=False,
-            )
+            uninterrupted = _run(command, {**env, "BIOLOUPE_DATABASE_URL": reference_url})
             assert uninterrupted.returncode == 0, uninterrupted.stderr
             assert warehouse_digest(database_url) == warehouse_digest(reference_url)
         finally:
@@ -316,26 +325,13 @@ def test_demo_runs_on_the_embedded_server_and_a_second_demo_changes_nothing(
     embedded_home: Path,
 ) -> None:
     env = _environment(BIOLOUPE_HOME=str(embedded_home))
-    first = subprocess.run(
-        [*CLI, "demo", "--days", "5", "--per-day", "10"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    first = _run([*OBSERVED, "demo", "--days", "5", "--per-day", "10"], env, timeout=600)
     assert first.returncode == 0, first.stderr
     assert "nothing changed" not in first.stderr + first.stdout
     assert (embedded_home / "postgres" / "postmaster.pid").exists()
+    _assert_no_full_collection_walked_the_start(first.stdout)
 
-    second = subprocess.run(
-        [*CLI, "demo", "--days", "5", "--per-day", "10"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    second = _run([*CLI, "demo", "--days", "5", "--per-day", "10"], env, timeout=600)
     assert second.returncode == 0, second.stderr
     assert "nothing changed" in second.stderr + second.stdout
     server = pgserver.get_server(embedded_home / "postgres", cleanup_mode=None)
@@ -364,22 +360,13 @@ def test_backfill_of_one_source_then_of_both_over_one_range(
             BIOLOUPE_START_DATE="2024-01-01",
         )
         command = [*CLI, "backfill", "--from", str(start), "--to", str(end)]
-        only_pubmed = subprocess.run(
-            [*command, "--source", "pubmed"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+        only_pubmed = _run([*command, "--source", "pubmed"], env)
         assert only_pubmed.returncode == 0, only_pubmed.stderr
         assert count(database_url, "core.publications") == summary.articles == 18
         assert count(database_url, "raw.documents", "source = 'clinicaltrials_gov'") == 0
 
         storage_sessions = sessions_opened(dagster_storage_url)
-        both = subprocess.run(
-            command, env=env, capture_output=True, text=True, timeout=300, check=False
-        )
+        both = _run(command, env)
         assert both.returncode == 0, both.stderr
         storage_sessions = sessions_opened(dagster_storage_url) - storage_sessions
     # The command keeps its Dagster storage connection (18 sessions here, opening the instance's
