@@ -24,6 +24,7 @@ from bioloupe_data.assets.ingestion import CLINICALTRIALS_LANDING_KEY, PUBMED_LA
 from bioloupe_data.assets.normalize import PUBLICATIONS_KEY, TRIALS_KEY
 from bioloupe_data.replay.server import ReplayServer
 from bioloupe_data.replay.synth import write_synthetic
+from bioloupe_data.resources import WarehouseResource
 
 from conftest import (
     CTGOV_DATA,
@@ -283,11 +284,12 @@ def test_a_killed_backfill_keeps_its_committed_days_and_a_rerun_converges(
         # Every committed day is whole; nothing of the day in flight was kept.
         assert set(committed.values()) == {KILL_PER_DAY}
         assert landed == committed
-        # What Dagster recorded as materialized is committed; at most the very last committed
-        # day can be missing (killed between its commit and the event write).
+        # What Dagster recorded as materialized is committed. A committed day can be missing
+        # only if it was in flight at the kill (killed between its commit and its event): at
+        # most one per connection writing days side by side, in whatever order they committed.
         assert len(materialized) >= 2
         assert materialized <= set(committed)
-        assert set(committed) - materialized <= {max(committed)}
+        assert len(set(committed) - materialized) <= WarehouseResource().parallel_days
 
         (killed,) = _runs(dagster_home)
         assert killed.status == dg.DagsterRunStatus.STARTED  # nothing watched it die...

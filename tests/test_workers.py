@@ -9,13 +9,21 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
+from datetime import date
+from pathlib import Path
 
 import psutil
 import psycopg
 import pytest
 
+from bioloupe_data.pipelines import clinicaltrials
+from bioloupe_data.pipelines.landing import LandedDay
 from bioloupe_data.pipelines.workers import Aborted, DayWorkers, Feed, WorkerProcesses
+from bioloupe_data.replay.server import ReplayServer
+from bioloupe_data.replay.synth import write_synthetic
+from bioloupe_data.sources.clinicaltrials import ClinicalTrialsClient, StudyPage
 from bioloupe_data.warehouse.database import connect
 
 Work = Callable[[psycopg.Connection], int]
@@ -65,6 +73,70 @@ def test_every_day_commits_on_one_of_the_connections_and_is_reported_here(
     assert stored(conns[0]) == list(range(12))
     backends = conns[0].execute("SELECT count(DISTINCT backend) FROM days").fetchone()
     assert backends == (2,)  # both connections wrote days
+
+
+def test_a_finished_day_is_reported_when_asked_without_another_submit(
+    conns: list[psycopg.Connection],
+) -> None:
+    reported: list[int] = []
+    with DayWorkers(conns, reported.append) as w:
+        w.submit(write_day(0))
+        deadline = time.monotonic() + 30
+        while not reported and time.monotonic() < deadline:
+            w.deliver_finished()
+            time.sleep(0.01)
+        assert reported == [0]
+    assert reported == [0]
+
+
+def test_a_landed_day_is_reported_as_it_commits_while_the_next_day_s_pages_are_read(
+    conn: psycopg.Connection, database_url: str, tmp_path: Path
+) -> None:
+    """A day's commit is told to the caller (who records it as materialized in Dagster) before
+    the next page is read, not when the next day starts: a run killed in the middle of a long
+    day would otherwise leave the day before stored but not recorded."""
+    first, second = date(2024, 3, 1), date(2024, 3, 2)
+    write_synthetic(tmp_path, 2, 30, seed=5, end=second, pubmed_per_day=0)
+    pages_read = 0
+    reported_after: dict[date, int] = {}  # day -> pages read when its commit was reported
+
+    def on_day(day: LandedDay) -> None:
+        reported_after[day.day] = pages_read
+
+    with (
+        ReplayServer(tmp_path) as server,
+        connect(database_url) as other,
+        connect(database_url) as observer,
+    ):
+
+        def first_day_committed() -> bool:
+            query = "SELECT 1 FROM ops.partition_fetches WHERE partition_date = %s"
+            return observer.execute(query, (first,)).fetchone() is not None
+
+        client = ClinicalTrialsClient.create(server.url, "all", page_size=5)
+        read_pages = client.iter_pages
+
+        def counted_pages(start: date, end: date) -> Iterator[StudyPage]:
+            nonlocal pages_read
+            for page in read_pages(start, end):
+                if pages_read == 7:  # the first day was fed whole; let it commit
+                    deadline = time.monotonic() + 30
+                    while not first_day_committed() and time.monotonic() < deadline:
+                        time.sleep(0.01)
+                pages_read += 1
+                yield page
+
+        client.iter_pages = counted_pages  # type: ignore[method-assign]
+        try:
+            landed = clinicaltrials.land_range(
+                [conn, other], client, first, second, run_id="t", on_day=on_day
+            )
+        finally:
+            client.close()
+
+    assert [d.landed for d in landed] == [30, 30]
+    assert pages_read == 12
+    assert reported_after[first] < pages_read  # ...not only once the second day was fed whole
 
 
 def test_a_failing_day_rolls_back_alone_and_stops_what_follows(

@@ -150,16 +150,20 @@ def land_range(
 
     The pages are read and parsed in this thread; each day is written in a transaction of its
     own on one of `connections`, so with several, one day is written while the next is read.
-    `on_day` is called in this thread as each day commits. Returns the days in date order."""
+    `on_day` is called in this thread as each day commits: before each page is read, for the
+    days that committed since the last. Returns the days in date order."""
     conns = [connections] if isinstance(connections, psycopg.Connection) else list(connections)
     total: list[int | None] = [None]
 
-    def classified() -> Iterator[tuple[date, Document | DeadLetter]]:
+    def classified(
+        before_each_page: Callable[[], None],
+    ) -> Iterator[tuple[date, Document | DeadLetter]]:
         """A page of parsed JSON is tens of thousands of dicts and lists: it is turned into
         documents and let go with the collector paused, so no collection ever walks it."""
         classifier = _Classifier(start, end)
         pages = client.iter_pages(start, end)
         while True:
+            before_each_page()
             with paused_gc():
                 page = next(pages, None)
                 if page is None:
@@ -187,7 +191,8 @@ def land_range(
 
     pending_days = iter(days_between(start, end))
     with DayWorkers(conns, committed) as workers:
-        for day, group in groupby(classified(), key=lambda item: item[0]):
+        items = classified(before_each_page=workers.deliver_finished)
+        for day, group in groupby(items, key=lambda item: item[0]):
             for empty_day in pending_days:
                 if empty_day == day:
                     break

@@ -42,7 +42,8 @@ class DayWorkers(Generic[Result]):
 
     `submit` blocks while every connection is busy; finished results are passed to
     `on_result` in the caller's thread, as units finish (those found finished together in the
-    order they were submitted), by `submit` and on leaving the `with` block.
+    order they were submitted), by `submit`, `deliver_finished` and on leaving the `with`
+    block.
     After a unit fails, the units in flight finish, their results are delivered, and the first
     error is raised; nothing more is started.
     """
@@ -86,6 +87,11 @@ class DayWorkers(Generic[Result]):
         future = self._pool.submit(work, conn)
         self._running[future] = conn
         self._order[future] = len(self._order)
+
+    def deliver_finished(self) -> None:
+        """Pass the results of the units finished so far to `on_result`, without waiting; a
+        caller busy elsewhere between submits calls it so that results are not held back."""
+        self._collect(block=False)
 
     def _collect(self, *, block: bool) -> None:
         """Deliver the results of finished units; with `block`, wait for one to finish."""
