@@ -121,10 +121,14 @@ def local_postgres_pid(admin_url: str) -> int | None:
                 (["checkpointer", "background writer", "walwriter"],),
             ).fetchall()
         }
-    if backend is None or not background:
-        return None
+        if backend is None or not background:
+            return None
+        try:
+            # While the connection is open: its backend process ends when it closes.
+            postmaster = psutil.Process(backend[0]).parent()
+        except psutil.Error:
+            return None
     try:
-        postmaster = psutil.Process(backend[0]).parent()
         if postmaster is None or not background <= {c.pid for c in postmaster.children()}:
             return None
         tree_cpu_seconds(postmaster)  # its processes can be read
