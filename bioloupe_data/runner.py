@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from rich.progress import (
     Progress,
     ProgressColumn,
     Task,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -120,61 +120,43 @@ def plan(
     return partitions_def, _chunks(keys, size or len(keys))
 
 
-# The watcher reads the event log this often, and the bars are drawn as often: drawing them more
-# often shows nothing new and takes the interpreter from the run for each drawing.
-POLL_SECONDS = 0.5
+# Drawing the bars more often shows nothing new and takes the interpreter from the run each time.
+REFRESHES_PER_SECOND = 2
 
 
-class _RunWatcher:
-    """Polls the run's event log for per-day materializations to drive the progress bars."""
+class _RunProgress:
+    """Moves the progress bars as the run's days are recorded: the instance calls it with each
+    event of the run once stored, in the thread that wrote it (the run executes in this
+    process), so nothing is read back from the event log."""
 
     def __init__(
-        self, instance: dg.DagsterInstance, run_id: str, progress: Progress, tasks: dict
+        self,
+        progress: Progress,
+        tasks: dict[dg.AssetKey, TaskID],
+        days_before: dict[dg.AssetKey, int],
+        documents_before: dict[dg.AssetKey, int],
     ) -> None:
-        self.instance, self.run_id, self.progress, self.tasks = instance, run_id, progress, tasks
+        self.progress, self.tasks = progress, tasks
+        self.days_before, self.documents_before = days_before, documents_before
         self.done: dict[dg.AssetKey, set[str]] = {key: set() for key in tasks}
         self.documents: dict[dg.AssetKey, int] = dict.fromkeys(tasks, 0)
-        self._cursor: str | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
 
-    def __enter__(self) -> _RunWatcher:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.poll()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(POLL_SECONDS):
-            self.poll()
-
-    def poll(self) -> None:
-        try:
-            connection = self.instance.get_records_for_run(
-                self.run_id, cursor=self._cursor, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
-            )
-        except Exception:  # the run may not exist yet; the next poll will see it
+    def __call__(self, entry: dg.EventLogEntry) -> None:
+        materialization = entry.asset_materialization
+        if materialization is None or materialization.asset_key not in self.tasks:
             return
-        self._cursor = connection.cursor
-        for record in connection.records:
-            materialization = record.event_log_entry.asset_materialization
-            if materialization is None or materialization.asset_key not in self.tasks:
-                continue
-            key = materialization.asset_key
-            if materialization.partition and "partitions_in_run" not in materialization.metadata:
-                self.done[key].add(materialization.partition)
-                docs = materialization.metadata.get("received") or materialization.metadata.get(
-                    "documents"
-                )
-                self.documents[key] += int(docs.value) if docs is not None else 0
-            self.progress.update(
-                self.tasks[key],
-                completed=len(self.done[key]),
-                docs=self.documents[key],
-            )
+        key = materialization.asset_key
+        # Only a day's own counts: the run's own at its end (`partitions_in_run`) repeats each day.
+        if not materialization.partition or "partitions_in_run" in materialization.metadata:
+            return
+        self.done[key].add(materialization.partition)
+        docs = materialization.metadata.get("received") or materialization.metadata.get("documents")
+        self.documents[key] += int(docs.value) if docs is not None else 0  # type: ignore[arg-type]
+        self.progress.update(
+            self.tasks[key],
+            completed=self.days_before[key] + len(self.done[key]),
+            docs=self.documents_before[key] + self.documents[key],
+        )
 
 
 class DocumentRateColumn(ProgressColumn):
@@ -270,37 +252,37 @@ def run_backfill(
         TimeRemainingColumn(),
     )
     with Progress(
-        *columns, console=console, transient=False, refresh_per_second=1 / POLL_SECONDS
+        *columns, console=console, transient=False, refresh_per_second=REFRESHES_PER_SECOND
     ) as progress:
         tasks = {
             key: progress.add_task(key.to_user_string(), total=total_days, docs=0)
             for key in asset_keys
         }
-        done_before = dict.fromkeys(asset_keys, 0)
+        days_before = dict.fromkeys(asset_keys, 0)
+        documents_before = dict.fromkeys(asset_keys, 0)
         for chunk in chunks:
             run_id = str(uuid.uuid4())
-            watcher = _RunWatcher(instance, run_id, progress, tasks)
-            for key in asset_keys:
-                progress.update(tasks[key], completed=done_before[key])
-            with watcher:
-                result = job.execute_in_process(
-                    instance=instance,
-                    asset_selection=list(asset_keys),
-                    run_id=run_id,
-                    tags={
-                        RANGE_START_TAG: chunk[0],
-                        RANGE_END_TAG: chunk[-1],
-                        LAUNCHED_BY_TAG: "cli",
-                        HOST_TAG: socket.gethostname(),
-                        PID_TAG: str(os.getpid()),
-                    },
-                    raise_on_error=False,
-                    run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-                )
+            run_progress = _RunProgress(progress, tasks, dict(days_before), dict(documents_before))
+            instance.add_event_listener(run_id, run_progress)
+            result = job.execute_in_process(
+                instance=instance,
+                asset_selection=list(asset_keys),
+                run_id=run_id,
+                tags={
+                    RANGE_START_TAG: chunk[0],
+                    RANGE_END_TAG: chunk[-1],
+                    LAUNCHED_BY_TAG: "cli",
+                    HOST_TAG: socket.gethostname(),
+                    PID_TAG: str(os.getpid()),
+                },
+                raise_on_error=False,
+                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            )
             add_run(report, result)
             for key in asset_keys:
-                done_before[key] += len(chunk) if result.success else len(watcher.done[key])
-                report.assets[key.to_user_string()].documents += watcher.documents[key]
+                days_before[key] += len(chunk) if result.success else len(run_progress.done[key])
+                documents_before[key] += run_progress.documents[key]
+                report.assets[key.to_user_string()].documents += run_progress.documents[key]
             if not result.success:
                 report.failed = _failure_message(result, chunk)
                 break

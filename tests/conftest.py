@@ -14,6 +14,7 @@ import dagster as dg
 import psycopg
 import pytest
 from psycopg import sql
+from rich.console import Console
 
 from bioloupe_data.definitions import defs
 from bioloupe_data.local import dagster_instance
@@ -32,14 +33,19 @@ LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def backfill(
-    keys: Sequence[dg.AssetKey], start: date, end: date, instance: dg.DagsterInstance | None = None
+    keys: Sequence[dg.AssetKey],
+    start: date,
+    end: date,
+    instance: dg.DagsterInstance | None = None,
+    console: Console | None = None,
 ) -> BackfillReport:
     """A backfill as the CLI runs it, on `instance` or else on an instance whose storage is kept
-    in memory (enough where what a test checks is the warehouse)."""
+    in memory (enough where what a test checks is the warehouse); its progress bars go to
+    `console` (default: stderr)."""
     if instance is not None:
-        return run_backfill(defs(), instance, keys, start, end)
+        return run_backfill(defs(), instance, keys, start, end, console=console)
     with dg.DagsterInstance.ephemeral() as ephemeral:
-        return run_backfill(defs(), ephemeral, keys, start, end)
+        return run_backfill(defs(), ephemeral, keys, start, end, console=console)
 
 
 def _reachable(url: str) -> bool:

@@ -3,6 +3,7 @@ replay server, backfilled by the same code the CLI and the UI run."""
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from rich.console import Console
 
 from bioloupe_data.assets.ingestion import CLINICALTRIALS_LANDING_KEY
 from bioloupe_data.assets.normalize import TRIALS_KEY
@@ -69,10 +71,15 @@ def test_every_real_study_lands_once_and_a_second_backfill_rewrites_nothing(
     first_day, last_day = min(updated), max(updated)
     days = (last_day - first_day).days + 1
 
-    report = backfill(KEYS, first_day, last_day, command_instance)
+    shown = io.StringIO()
+    report = backfill(KEYS, first_day, last_day, command_instance, Console(file=shown, width=160))
 
     assert report.failed is None
     assert len(report.runs) == math.ceil(days / MAX_DAYS_PER_RUN)
+    # The progress bars count every run's days and documents, not only the last run's.
+    bars = {line.split()[0]: line for line in shown.getvalue().splitlines() if "days" in line}
+    assert f"{days}/{days} days · 544 docs" in bars[CLINICALTRIALS_LANDING_KEY.to_user_string()]
+    assert f"{days}/{days} days · 544 docs" in bars[TRIALS_KEY.to_user_string()]
     for key in KEYS:
         assert report.assets[key.to_user_string()].partitions == days
         assert _counts(report, key) == {"inserted": 544, "updated": 0, "unchanged": 0}
