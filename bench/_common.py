@@ -154,11 +154,7 @@ class CpuMeters:
     """The CPU time of the processes a measured command talks to: the local PostgreSQL server
     and the replay server. The server's is all of its processes': every database's sessions
     and its background work (autovacuum, checkpoints) as well as the command's, so other work
-    on the server at the time counts too. A process that cannot be read is left out (None).
-
-    Processes are kept by id and looked up at each reading: psutil tells a process whose id was
-    reused by its start time, which it derives from the wall clock, so a process object kept
-    while the clock is adjusted may read as gone."""
+    on the server at the time counts too. A process that cannot be read is left out (None)."""
 
     postgres_pid: int | None
     replay_pid: int | None
