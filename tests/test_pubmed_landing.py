@@ -1,5 +1,6 @@
-"""PubMed landing without Dagster: a re-fetch lands the article that changed, leaves the rest alone
-and counts everything it received; articles stored byte for byte as fetched are recognised
+"""PubMed landing without Dagster: every real article over the years they span, landed and
+normalized by the code the assets run; a re-fetch lands the article that changed, leaves the rest
+alone and counts everything it received; articles stored byte for byte as fetched are recognised
 without parsing them."""
 
 from __future__ import annotations
@@ -14,16 +15,114 @@ import psycopg
 import pytest
 
 from bioloupe_data.pipelines import pubmed
+from bioloupe_data.pipelines.landing import LandedDay, days_between
+from bioloupe_data.pipelines.normalize import NormalizedDay, normalize_days
 from bioloupe_data.replay.server import ReplayServer
 from bioloupe_data.replay.synth import write_synthetic_pubmed_day
-from bioloupe_data.sources.pubmed import ArticleParseError, ArticleXml, iter_pubmed_xml
+from bioloupe_data.sources.pubmed import (
+    ArticleParseError,
+    ArticleXml,
+    article_identity,
+    iter_pubmed_xml,
+)
 from bioloupe_data.sources.pubmed.client import PubmedClient
+from bioloupe_data.warehouse.database import connect
 from bioloupe_data.warehouse.digest import table_digest
 from bioloupe_data.warehouse.documents import Document, land_documents
 from bioloupe_data.warehouse.migrate import migrate
 
+from conftest import REALDATA
+from warehouse_helpers import count, link_files, warehouse_digest, write_counters
+
 DAY = date(2024, 3, 5)
 ARTICLES = 40
+REAL_ARTICLES = sorted((REALDATA / "pubmed" / "articles").glob("*.xml"))
+PUBLICATIONS = pubmed.PUBLICATIONS_SPEC.parent.name
+
+
+def _expected_authors(path: Path) -> int:
+    return len(re.findall(rb"<Author[\s>]", path.read_bytes()))
+
+
+def _expected_year(path: Path) -> int:
+    text = path.read_text()
+    pub_date = re.search(r"<PubDate>(.*?)</PubDate>", text, re.S)
+    assert pub_date is not None
+    year = re.search(r"(\d{4})", pub_date.group(1))
+    assert year is not None
+    return int(year.group(1))
+
+
+def _land_and_normalize(
+    folder: Path, database_url: str, start: date, end: date, run_id: str
+) -> tuple[list[LandedDay], list[NormalizedDay], int]:
+    """Every day of start..end searched, fetched and landed over HTTP, then normalized, as the
+    two assets' steps do; with the number of requests the server answered."""
+    with (
+        ReplayServer(folder) as server,
+        closing(PubmedClient.create(server.url, "all[sb]")) as client,
+        connect(database_url) as conn,
+    ):
+        landed = pubmed.land_range(conn, client, start, end, run_id=run_id)
+        normalized = normalize_days(
+            conn, pubmed.PUBLICATIONS_SPEC, days_between(start, end), run_id=run_id
+        )
+        return landed, normalized, server.request_count
+
+
+# Every day of the twenty-two years the real articles span, twice. What so long a range costs
+# Dagster (a run per year, an event per day and asset) is the twenty-year ClinicalTrials.gov
+# backfill's to show (test_clinicaltrials_backfill); both sources share that code.
+def test_every_real_article_lands_once_and_a_refetch_of_every_day_rewrites_nothing(
+    database_url: str, tmp_path: Path
+) -> None:
+    folder = link_files(REAL_ARTICLES, tmp_path / "served")
+    days = [article_identity(p.read_bytes()).modified for p in REAL_ARTICLES]
+    first_day, last_day = min(days), max(days)
+    span = (last_day - first_day).days + 1
+    assert span > 20 * 365
+    with connect(database_url) as conn:
+        migrate(conn)
+
+    landed, normalized, _ = _land_and_normalize(folder, database_url, first_day, last_day, "one")
+
+    assert len(landed) == len(normalized) == span
+    assert sum(d.received for d in landed) == sum(d.landed for d in landed) == 255
+    assert sum(d.counts.inserted for d in landed) == 255
+    assert sum(d.dead_letters + d.counts.updated + d.counts.unchanged for d in landed) == 0
+    assert sum(d.counts[PUBLICATIONS].inserted for d in normalized) == 255
+    assert count(database_url, "core.publications") == 255
+    assert count(database_url, "ops.dead_letters") == 0
+    assert count(database_url, "ops.partition_fetches", "source = 'pubmed'") == span
+    assert count(database_url, "core.publications", "coalesce(title, '') = ''") == 0
+    with psycopg.connect(database_url) as conn:
+        authors = dict(
+            conn.execute(
+                "SELECT pmid, count(*) FROM core.publication_authors GROUP BY pmid"
+            ).fetchall()
+        )
+        years = dict(conn.execute("SELECT pmid, publication_year FROM core.publications"))
+    for path in REAL_ARTICLES:
+        assert authors.get(path.stem, 0) == _expected_authors(path), path.name
+        assert years[path.stem] == _expected_year(path), path.name
+
+    counters_before = write_counters(database_url)
+    rows_before = warehouse_digest(database_url)
+
+    landed, normalized, requests = _land_and_normalize(
+        folder, database_url, first_day, last_day, "two"
+    )
+
+    assert requests > 0  # it fetched them again...
+    assert sum(d.counts.unchanged for d in landed) == 255  # ...and wrote nothing
+    assert sum(d.counts.inserted + d.counts.updated for d in landed) == 0
+    assert sum(d.counts[PUBLICATIONS].unchanged for d in normalized) == 255
+    assert (
+        sum(d.counts[PUBLICATIONS].inserted + d.counts[PUBLICATIONS].updated for d in normalized)
+        == 0
+    )
+    assert write_counters(database_url) == counters_before
+    assert warehouse_digest(database_url) == rows_before
 
 
 def _revise_one_article(path: Path) -> str:

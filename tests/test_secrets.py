@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +34,15 @@ from warehouse_helpers import files_holding, link_files, tables_holding
 NCBI_KEY = f"ncbi-{uuid.uuid4().hex}"
 OPENAI_KEY = f"sk-test-{uuid.uuid4().hex}"
 SECRETS = (NCBI_KEY, OPENAI_KEY)
-YEAR = 2019
-RANGE = {RANGE_START_TAG: f"{YEAR}-01-01", RANGE_END_TAG: f"{YEAR}-12-31"}
+START, END = date(2019, 6, 1), date(2019, 6, 30)  # a month of real articles, each request keyed
+RANGE = {RANGE_START_TAG: START.isoformat(), RANGE_END_TAG: END.isoformat()}
 
 
 def _articles() -> list[Path]:
     return [
         path
         for path in sorted((REALDATA / "pubmed" / "articles").glob("*.xml"))
-        if article_identity(path.read_bytes()).modified.year == YEAR
+        if START <= article_identity(path.read_bytes()).modified <= END
     ]
 
 
@@ -49,7 +50,9 @@ def _articles() -> list[Path]:
 def environment(
     monkeypatch: pytest.MonkeyPatch, database_url: str, dagster_home: Path, tmp_path: Path
 ) -> Iterator[Path]:
-    folder = link_files(_articles(), tmp_path / "served")
+    articles = _articles()
+    assert len(articles) > 10
+    folder = link_files(articles, tmp_path / "served")
     for name in ("CTGOV_BASE_URL", "OPENAI_MODEL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))

@@ -78,7 +78,6 @@ from xml.sax.saxutils import escape
 from bioloupe_data.sources.pubmed.parser import (
     ArticleParseError,
     ArticleXml,
-    article_identity,
     iter_pubmed_xml,
 )
 
@@ -270,11 +269,11 @@ class _Collector:
         self.counts.files_read += 1
         for item in items:
             if isinstance(item, ArticleXml):
-                self.add_article(item.xml)
+                self.add_article(item)
 
-    def add_article(self, xml: str) -> None:
+    def add_article(self, item: ArticleXml) -> None:
         try:
-            article = _stored_article(xml)
+            article = _stored_article(item)
         except (ArticleParseError, ET.ParseError, ValueError):
             self.counts.skipped_articles += 1
             return
@@ -298,8 +297,9 @@ def _looks_like_pubmed(content: bytes) -> bool:
     return b"<PubmedArticle" in content[:_SNIFF_BYTES]
 
 
-def _stored_article(xml: str) -> StoredArticle:
-    identity = article_identity(xml)
+def _stored_article(item: ArticleXml) -> StoredArticle:
+    identity = item.identity()  # read off the element the stream parsed, hash included
+    xml = item.xml
     root = ET.fromstring(xml)
     mdat = identity.modified.isoformat()
     entrez = _entrez_day(root)
