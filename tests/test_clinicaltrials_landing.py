@@ -15,6 +15,7 @@ from bioloupe_data.pipelines.landing import LandedDay, days_between
 from bioloupe_data.pipelines.normalize import NormalizedDay, normalize_days
 from bioloupe_data.replay.server import ReplayServer
 from bioloupe_data.sources.clinicaltrials.client import ClinicalTrialsClient
+from bioloupe_data.sources.clinicaltrials.parser import study_identity
 from bioloupe_data.warehouse.database import connect
 from bioloupe_data.warehouse.migrate import migrate
 
@@ -23,13 +24,6 @@ from warehouse_helpers import count, link_files, warehouse_digest, write_counter
 
 COMPLETE_STUDIES = sorted(CTGOV_DATA.glob("NCT*.json"))
 TRIALS = clinicaltrials.TRIALS_SPEC.parent.name
-
-
-def _last_update(path: Path) -> date:
-    study = json.loads(path.read_text())
-    return date.fromisoformat(
-        study["protocolSection"]["statusModule"]["lastUpdatePostDateStruct"]["date"]
-    )
 
 
 def _land_and_normalize(
@@ -54,7 +48,9 @@ def test_every_real_study_lands_once_and_a_refetch_of_every_day_rewrites_nothing
     database_url: str, tmp_path: Path
 ) -> None:
     folder = link_files(COMPLETE_STUDIES, tmp_path / "served")
-    updated = [_last_update(p) for p in COMPLETE_STUDIES]
+    updated = [
+        study_identity(json.loads(p.read_bytes())).last_update_post_date for p in COMPLETE_STUDIES
+    ]
     first_day, last_day = min(updated), max(updated)
     span = (last_day - first_day).days + 1
     assert len(COMPLETE_STUDIES) == 544 and span > 19 * 365

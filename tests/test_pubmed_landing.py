@@ -71,8 +71,8 @@ def _land_and_normalize(
 
 
 # Every day of the twenty-two years the real articles span, twice. What so long a range costs
-# Dagster (a run per year, an event per day and asset) is the twenty-year ClinicalTrials.gov
-# backfill's to show (test_clinicaltrials_backfill); both sources share that code.
+# Dagster (a run per year, a few events per day and asset) is measured in bench/ (bench.backfill);
+# the articles of the busiest months go through it in test_pubmed_backfill.
 def test_every_real_article_lands_once_and_a_refetch_of_every_day_rewrites_nothing(
     database_url: str, tmp_path: Path
 ) -> None:
