@@ -33,6 +33,7 @@ from psycopg import sql
 from rich.console import Console
 from rich.table import Table
 
+from bioloupe_data import local
 from bioloupe_data.pipelines.clinicaltrials import TRIALS_SPEC, land_range
 from bioloupe_data.pipelines.landing import days_between
 from bioloupe_data.pipelines.normalize import normalize_days
@@ -208,12 +209,16 @@ def environment(**variables: str) -> Iterator[None]:
 
 
 @contextmanager
-def postgres_instance(storage_url: str, event_batch_size: str) -> Iterator[dg.DagsterInstance]:
+def postgres_instance(
+    storage_url: str, event_batch_size: str, *, as_the_command: bool = False
+) -> Iterator[dg.DagsterInstance]:
+    """An instance on `storage_url`: as the daemon's run workers open theirs (a connection per
+    event written), or with `as_the_command`, as `bioloupe-data backfill` does (one kept)."""
     with tempfile.TemporaryDirectory() as home:
         Path(home, "dagster.yaml").write_text(dagster_yaml(storage_url))
         with (
             environment(DAGSTER_HOME=home, DAGSTER_EVENT_BATCH_SIZE=event_batch_size),
-            dg.DagsterInstance.get() as instance,
+            local.dagster_instance() if as_the_command else dg.DagsterInstance.get() as instance,
         ):
             yield instance
 

@@ -1,6 +1,8 @@
 """Backfill cost, side by side in one run: the day-by-day pipeline alone, the same range through
-Dagster with PostgreSQL storage (per-partition events written one by one, then in batches), and
-a second, no-op backfill.
+Dagster with PostgreSQL storage opened as `bioloupe-data backfill` opens it (per-partition events
+written one by one, then in batches, the command's default), and a second, no-op backfill. The
+ms/day column is what each day of a range costs, records or none: `--days 7300 --per-day 1` is a
+twenty-year range.
 
     .venv/bin/python -m bench.backfill [--days 180] [--per-day 20]
 
@@ -44,7 +46,10 @@ def through_dagster(
     url: str, server: ReplayServer, start: date, end: date, batch: str
 ) -> dict[str, Any]:
     os.environ["BIOLOUPE_DATABASE_URL"] = url
-    with throwaway_database() as storage, postgres_instance(storage, batch) as instance:
+    with (
+        throwaway_database() as storage,
+        postgres_instance(storage, batch, as_the_command=True) as instance,
+    ):
         definitions = defs()
         quiet = Console(quiet=True)
         seconds, report = timed(
