@@ -1,5 +1,5 @@
 """Reading the warehouse the way a user checks it: row counts, row digests, and PostgreSQL's own
-write counters; and the spans of days to check it over."""
+write counters; the spans of days to check it over; and what a pass over them reported."""
 
 from __future__ import annotations
 
@@ -11,8 +11,49 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from bioloupe_data.pipelines.landing import LandedDay
+from bioloupe_data.pipelines.normalize import NormalizedDay
 from bioloupe_data.warehouse.digest import table_digest
 from bioloupe_data.warehouse.digest import warehouse_digest as digest_of_warehouse
+
+
+def pass_totals(
+    landed: Sequence[LandedDay], normalized: Sequence[NormalizedDay], parent: str
+) -> dict[str, int]:
+    """What one landing and normalizing pass over a range reported, added up over its days
+    (`parent`: the normalized table whose counts to add up)."""
+    return {
+        "days landed": len(landed),
+        "days normalized": len(normalized),
+        "received": sum(d.received for d in landed),
+        "landed": sum(d.landed for d in landed),
+        "dead letters": sum(d.dead_letters for d in landed),
+        "inserted": sum(d.counts.inserted for d in landed),
+        "updated": sum(d.counts.updated for d in landed),
+        "unchanged": sum(d.counts.unchanged for d in landed),
+        f"{parent} inserted": sum(d.counts[parent].inserted for d in normalized),
+        f"{parent} updated": sum(d.counts[parent].updated for d in normalized),
+        f"{parent} unchanged": sum(d.counts[parent].unchanged for d in normalized),
+    }
+
+
+def clean_pass(days: int, records: int, parent: str, *, new: bool) -> dict[str, int]:
+    """`pass_totals` of a pass over `days` that received `records` records and landed and
+    normalized every one: all inserted when `new`, else all unchanged."""
+    inserted, unchanged = (records, 0) if new else (0, records)
+    return {
+        "days landed": days,
+        "days normalized": days,
+        "received": records,
+        "landed": records,
+        "dead letters": 0,
+        "inserted": inserted,
+        "updated": 0,
+        "unchanged": unchanged,
+        f"{parent} inserted": inserted,
+        f"{parent} updated": 0,
+        f"{parent} unchanged": unchanged,
+    }
 
 
 def count(url: str, table: str, where: str = "TRUE") -> int:
