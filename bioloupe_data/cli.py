@@ -9,7 +9,7 @@ import warnings
 from contextlib import ExitStack
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from rich.console import Console
 from rich.table import Table as RichTable
@@ -18,6 +18,12 @@ if TYPE_CHECKING:
     from bioloupe_data.runner import BackfillReport
 
 console = Console(stderr=True)
+# Piped output has no terminal width: each progress bar and table row must still fit one line.
+PIPED_WIDTH = 160
+
+
+def output_width(stream: TextIO) -> int | None:
+    return None if stream.isatty() else PIPED_WIDTH
 
 
 def _date(value: str) -> date:
@@ -38,8 +44,7 @@ def _print_report(report: BackfillReport) -> None:
             *(str(totals.counts[k]) for k in ("inserted", "updated", "unchanged")),
             str(totals.documents),
         )
-    # Piped output has no terminal width; asset keys must still print whole.
-    Console(width=None if sys.stdout.isatty() else 120).print(table)
+    Console(width=output_width(sys.stdout)).print(table)
     console.print(f"{len(report.runs)} run(s): {', '.join(report.runs)}")
 
 
@@ -96,7 +101,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         with memory.start_up():
             instance = stack.enter_context(local.dagster_instance())
         report = coverage(definitions, instance, start, end, asset)
-    render_terminal(report, Console(width=None if sys.stdout.isatty() else 160))
+    render_terminal(report, Console(width=output_width(sys.stdout)))
     out = Path(args.out) if args.out else local.bioloupe_home() / "status"
     png = write_png(report, out / "status.png")
     page = write_html(report, out / "status.html", png)
@@ -277,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown and args.command != "dev":
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     args.dagster_args = unknown  # `dev -p 3001` passes `-p 3001` to dagster dev
+    if width := output_width(sys.stderr):
+        console.width = width
     return args.func(args)
 
 

@@ -160,13 +160,27 @@ class _RunProgress:
 
 
 class DocumentRateColumn(ProgressColumn):
-    """Documents a second since the backfill began."""
+    """Documents a second from the backfill's start until the asset's last day (or now)."""
 
     def render(self, task: Task) -> Text:
-        elapsed = task.elapsed or 0.0
+        # A finished bar's elapsed time goes on growing until every bar has finished.
+        elapsed = (task.finished_time if task.finished else task.elapsed) or 0.0
         documents = int(task.fields.get("docs", 0))
         rate = documents / elapsed if elapsed > 0 else 0.0
         return Text(f"{rate:,.0f} docs/s", style="progress.data.speed")
+
+
+def progress_columns() -> tuple[ProgressColumn, ...]:
+    """An asset's bar: its days done of the range, its documents, their rate and the time."""
+    return (
+        TextColumn("{task.description:<24}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("days · {task.fields[docs]} docs"),
+        DocumentRateColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
 
 
 def run_totals(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, int]]:
@@ -242,17 +256,11 @@ def run_backfill(
     job = defs.resolve_implicit_global_asset_job_def()
     report = BackfillReport(assets={k.to_user_string(): AssetTotals() for k in asset_keys})
     total_days = sum(len(c) for c in chunks)
-    columns = (
-        TextColumn("{task.description:<24}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("days · {task.fields[docs]} docs"),
-        DocumentRateColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
     with Progress(
-        *columns, console=console, transient=False, refresh_per_second=REFRESHES_PER_SECOND
+        *progress_columns(),
+        console=console,
+        transient=False,
+        refresh_per_second=REFRESHES_PER_SECOND,
     ) as progress:
         tasks = {
             key: progress.add_task(key.to_user_string(), total=total_days, docs=0)

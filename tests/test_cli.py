@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -19,12 +20,16 @@ import httpx
 import pgserver
 import psycopg
 import pytest
+from rich.console import Console
+from rich.progress import Progress
 
 from bioloupe_data.assets.ingestion import CLINICALTRIALS_LANDING_KEY, PUBMED_LANDING_KEY
 from bioloupe_data.assets.normalize import PUBLICATIONS_KEY, TRIALS_KEY
+from bioloupe_data.cli import output_width
 from bioloupe_data.replay.server import ReplayServer
 from bioloupe_data.replay.synth import write_synthetic
 from bioloupe_data.resources import WarehouseResource
+from bioloupe_data.runner import DocumentRateColumn, progress_columns
 
 from conftest import (
     CTGOV_DATA,
@@ -109,7 +114,6 @@ def test_backfill_command_on_a_server_given_by_url(
             CTGOV_BASE_URL=server.url,
             CTGOV_SCOPE="all",
             BIOLOUPE_START_DATE="2006-01-01",
-            COLUMNS="160",  # the bars' width when stderr is not a terminal
         )
         command = [*CLI, "backfill", "--from", str(start), "--to", str(end)]
         command += ["--source", "clinicaltrials_gov"]
@@ -129,11 +133,36 @@ def test_backfill_command_on_a_server_given_by_url(
     for key in (CLINICALTRIALS_LANDING_KEY, TRIALS_KEY):
         bar = _progress_line(done.stderr, key.to_user_string())
         assert f"{total_days}/{total_days} days" in bar
-        assert "docs/s" in bar
+        assert re.search(r"[0-9,]+ docs/s", bar), bar  # the whole bar on one line
     assert f"{expected} docs" in _progress_line(done.stderr, "raw/clinicaltrials_gov")
     for key in (CLINICALTRIALS_LANDING_KEY, TRIALS_KEY):
         assert _materialized(dagster_home, key) == _days(start, end)
     assert not (tmp_path / ".bioloupe").exists()  # nothing embedded was started
+
+
+def test_a_finished_bar_keeps_the_rate_its_asset_reached() -> None:
+    clock = [0.0]
+    progress = Progress(get_time=lambda: clock[0], disable=True)
+    task_id = progress.add_task("raw/clinicaltrials_gov", total=2, docs=0)
+    clock[0] = 2.0
+    progress.update(task_id, completed=1, docs=100)
+    assert str(DocumentRateColumn().render(progress.tasks[0])) == "50 docs/s"
+    clock[0] = 4.0
+    progress.update(task_id, completed=2, docs=400)
+    clock[0] = 40.0  # the next asset's bar is still moving
+    assert str(DocumentRateColumn().render(progress.tasks[0])) == "100 docs/s"
+
+
+def test_piped_bars_keep_each_asset_on_one_line() -> None:
+    log = io.StringIO()  # a scheduled job's log: no terminal, no width
+    console = Console(file=log, width=output_width(log))
+    with Progress(*progress_columns(), console=console) as progress:
+        for asset in ("raw/clinicaltrials_gov", "enriched/trial_features"):
+            task_id = progress.add_task(asset, total=1096, docs=0)
+            progress.update(task_id, completed=1096, docs=1_234_567)
+    lines = log.getvalue().splitlines()
+    bars = [line for line in lines if "1096/1096 days" in line]
+    assert len(bars) == 2 and all("docs/s" in bar for bar in bars), lines
 
 
 def test_backfill_command_rejects_a_range_outside_the_partitions(
