@@ -138,6 +138,9 @@ def through_dagster(
                     "dagster/asset_partition_range_start": start,
                     "dagster/asset_partition_range_end": end,
                 },
+                # As `bioloupe-data backfill` runs: a debug line per event would flood the
+                # benchmark's output (15,344 partitions) and time the terminal with it.
+                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
             )
             assert result.success
             metadata = result.asset_materializations_for_node("analytics__landscape")[-1].metadata

@@ -23,7 +23,10 @@ columns. Each contender's input is built in its own form (tuples, a DataFrame, d
 clock starts; the clock covers the load and the commit. After every load the table's contents
 are checksummed (identical across contenders or the run fails) and PostgreSQL's own tuple
 counters are read once the writers' sessions have ended (an ending backend flushes its
-statistics). The table is vacuumed and analyzed between scenarios, off the clock.
+statistics). The table is vacuumed and analyzed between scenarios, off the clock, and the
+server takes a checkpoint before each load, so that no load pays for the checkpoint the
+previous contender's writes called for (dlt's rewrite of every row is about half a gigabyte of
+WAL, and the order of contenders is fixed).
 
 Prints a table and writes bench/results/upsert.json.
 """
@@ -331,6 +334,11 @@ def checksum(url: str) -> str:
     return f"{row[0]}:{row[1]}"
 
 
+def checkpoint(admin_url: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+
+
 def vacuum(url: str) -> None:
     with connect(url) as conn:
         conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(TARGET.ident))
@@ -587,6 +595,7 @@ def run_all(
             for contender in contenders:
                 url = urls[contender.name]
                 data = contender.prepare(rows)
+                checkpoint(admin_url)
                 before = table_writes(url)
                 seconds = contender.load(url, data)
                 del data
