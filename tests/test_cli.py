@@ -133,7 +133,8 @@ def test_backfill_command_on_a_server_given_by_url(
     for key in (CLINICALTRIALS_LANDING_KEY, TRIALS_KEY):
         bar = _progress_line(done.stderr, key.to_user_string())
         assert f"{total_days}/{total_days} days" in bar
-        assert re.search(r"[0-9,]+ docs/s", bar), bar  # the whole bar on one line
+        # Drawn at the piped width, not squeezed into 80 columns: the bar at its full 40.
+        assert "━" * 40 in bar and re.search(r"[0-9,]+ docs/s", bar), bar
     assert f"{expected} docs" in _progress_line(done.stderr, "raw/clinicaltrials_gov")
     for key in (CLINICALTRIALS_LANDING_KEY, TRIALS_KEY):
         assert _materialized(dagster_home, key) == _days(start, end)
