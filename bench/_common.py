@@ -245,10 +245,11 @@ def pipeline_only(
     client = ClinicalTrialsClient.create(base_url, "all")
     with ExitStack() as stack:
         conns = [stack.enter_context(connect(url)) for _ in range(parallel_days)]
+        lookup = stack.enter_context(connect(url))
         migrate(conns[0])
 
         def run() -> int:
-            landed = land_range(conns, client, start, end, run_id="bench")
+            landed = land_range(conns, client, start, end, run_id="bench", lookup=lookup)
             if not normalize:
                 return sum(d.counts.inserted + d.counts.updated for d in landed)
             normalized = normalize_days(

@@ -9,6 +9,10 @@ import json
 from contextlib import closing
 from datetime import date
 from pathlib import Path
+from typing import Any, NoReturn
+
+import orjson
+import pytest
 
 from bioloupe_data.pipelines import clinicaltrials
 from bioloupe_data.pipelines.landing import LandedDay, days_between
@@ -19,7 +23,7 @@ from bioloupe_data.sources.clinicaltrials.parser import study_identity
 from bioloupe_data.warehouse.database import connect
 from bioloupe_data.warehouse.migrate import migrate
 
-from conftest import CTGOV_DATA
+from conftest import CTGOV_DATA, create_database, drop_database, url_for
 from warehouse_helpers import (
     clean_pass,
     count,
@@ -34,17 +38,21 @@ TRIALS = clinicaltrials.TRIALS_SPEC.parent.name
 
 
 def _land_and_normalize(
-    folder: Path, database_url: str, start: date, end: date, run_id: str
+    folder: Path, database_url: str, start: date, end: date, run_id: str, *, lookup: bool = True
 ) -> tuple[list[LandedDay], list[NormalizedDay], int]:
     """Every day of start..end fetched and landed over HTTP, then normalized, as the two
-    assets' steps do (on two connections each); with the number of requests answered."""
+    assets' steps do (on two connections each, and the landing's lookup connection unless
+    `lookup` is false); with the number of requests answered."""
     with (
         ReplayServer(folder) as server,
         closing(ClinicalTrialsClient.create(server.url, "all")) as client,
         connect(database_url) as one,
         connect(database_url) as two,
+        connect(database_url) as three,
     ):
-        landed = clinicaltrials.land_range([one, two], client, start, end, run_id=run_id)
+        landed = clinicaltrials.land_range(
+            [one, two], client, start, end, run_id=run_id, lookup=three if lookup else None
+        )
         normalized = normalize_days(
             [one, two], clinicaltrials.TRIALS_SPEC, days_between(start, end), run_id=run_id
         )
@@ -52,7 +60,7 @@ def _land_and_normalize(
 
 
 def test_every_real_study_lands_once_and_a_refetch_of_every_day_rewrites_nothing(
-    database_url: str, tmp_path: Path
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     folder = link_files(COMPLETE_STUDIES, tmp_path / "served")
     updated = [
@@ -64,7 +72,10 @@ def test_every_real_study_lands_once_and_a_refetch_of_every_day_rewrites_nothing
     with connect(database_url) as conn:
         migrate(conn)
 
-    landed, normalized, _ = _land_and_normalize(folder, database_url, first_day, last_day, "one")
+    # Every page decoded (no lookup), as a first landing does.
+    landed, normalized, _ = _land_and_normalize(
+        folder, database_url, first_day, last_day, "one", lookup=False
+    )
 
     assert pass_totals(landed, normalized, TRIALS) == clean_pass(span, 544, TRIALS, new=True)
     assert count(database_url, "raw.documents") == 544
@@ -77,6 +88,8 @@ def test_every_real_study_lands_once_and_a_refetch_of_every_day_rewrites_nothing
     counters_before = write_counters(database_url)
     rows_before = warehouse_digest(database_url)
 
+    # Each study is the bytes stored with it: none is decoded to be recognised.
+    monkeypatch.setattr(clinicaltrials, "study_identity", _not_to_be_decoded)
     landed, normalized, requests = _land_and_normalize(
         folder, database_url, first_day, last_day, "two"
     )
@@ -87,3 +100,101 @@ def test_every_real_study_lands_once_and_a_refetch_of_every_day_rewrites_nothing
     )
     assert write_counters(database_url) == counters_before
     assert warehouse_digest(database_url) == rows_before
+
+
+def _not_to_be_decoded(study: Any) -> NoReturn:
+    raise AssertionError(f"decoded {study['protocolSection']['identificationModule']['nctId']}")
+
+
+def test_a_refetch_decodes_only_changed_studies_and_lands_what_decoding_every_study_would(
+    admin_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "served"
+    folder.mkdir()
+    studies = {p.name: json.loads(p.read_bytes()) for p in COMPLETE_STUDIES[:60]}
+    for name, study in studies.items():
+        (folder / name).write_bytes(orjson.dumps(study))
+    days = [study_identity(s).last_update_post_date for s in studies.values()]
+    start, end = min(days), max(days)
+    # The same passes into two warehouses: one as the landing asset lands (pages cut, a lookup
+    # connection), one decoding every study.
+    names = [create_database(admin_url) for _ in range(2)]
+    cut_url, decoded_url = (url_for(admin_url, name) for name in names)
+    try:
+        for url in (cut_url, decoded_url):
+            with connect(url) as conn:
+                migrate(conn)
+            _land_and_normalize(folder, url, start, end, "one", lookup=url == cut_url)
+
+        # The next snapshot: every study carries a new snapshot date, one is amended (a new
+        # title, posted on the range's last day) and one comes in an earlier snapshot than the
+        # stored one (identical content converges on the earliest).
+        amended, earlier, *_ = studies.values()
+        for study in studies.values():
+            _misc(study)["versionHolder"] = "2099-01-01"
+        _misc(earlier)["versionHolder"] = "1999-01-01"
+        amended["protocolSection"]["identificationModule"]["briefTitle"] += " (amended)"
+        amended["protocolSection"]["statusModule"]["lastUpdatePostDateStruct"]["date"] = str(end)
+        for name, study in studies.items():
+            (folder / name).write_bytes(orjson.dumps(study))
+        decoded: list[str] = []
+
+        def counted(study: Any) -> Any:
+            decoded.append(study["protocolSection"]["identificationModule"]["nctId"])
+            return study_identity(study)
+
+        monkeypatch.setattr(clinicaltrials, "study_identity", counted)
+        landed, _, _ = _land_and_normalize(folder, cut_url, start, end, "two")
+        assert decoded == [_nct(amended)]
+        monkeypatch.undo()
+        _land_and_normalize(folder, decoded_url, start, end, "two", lookup=False)
+
+        assert sum(d.counts.updated for d in landed) == 2  # the amended and the earlier snapshot
+        assert sum(d.counts.unchanged for d in landed) == len(studies) - 2
+        assert warehouse_digest(cut_url) == warehouse_digest(decoded_url)
+        with connect(cut_url) as conn:
+            versions = dict(conn.execute("SELECT doc_id, version_key FROM raw.documents"))
+        assert versions[_nct(earlier)] == "1999-01-01"
+        assert versions[_nct(amended)] == "2099-01-01"
+        assert "2099-01-01" not in {v for k, v in versions.items() if k != _nct(amended)}
+    finally:
+        for name in names:
+            drop_database(admin_url, name)
+
+
+def _misc(study: dict[str, Any]) -> dict[str, Any]:
+    misc: dict[str, Any] = study["derivedSection"]["miscInfoModule"]
+    return misc
+
+
+def _nct(study: dict[str, Any]) -> str:
+    nct_id: str = study["protocolSection"]["identificationModule"]["nctId"]
+    return nct_id
+
+
+def test_studies_landed_before_digests_get_theirs_on_their_next_refetch(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = link_files(COMPLETE_STUDIES[:40], tmp_path / "served")
+    days = [
+        study_identity(json.loads(p.read_bytes())).last_update_post_date
+        for p in COMPLETE_STUDIES[:40]
+    ]
+    start, end = min(days), max(days)
+    with connect(database_url) as conn:
+        migrate(conn)
+    _land_and_normalize(folder, database_url, start, end, "one")
+    with connect(database_url) as conn:
+        digests = dict(conn.execute("SELECT doc_id, source_digest FROM raw.documents"))
+        # As a warehouse landed before migration 012 holds them.
+        conn.execute("UPDATE raw.documents SET source_digest = NULL")
+    assert len(digests) == 40 and None not in digests.values()
+
+    landed, _, _ = _land_and_normalize(folder, database_url, start, end, "two")
+
+    assert sum(d.counts.unchanged for d in landed) == 40  # the documents themselves untouched
+    with connect(database_url) as conn:
+        assert dict(conn.execute("SELECT doc_id, source_digest FROM raw.documents")) == digests
+    monkeypatch.setattr(clinicaltrials, "study_identity", _not_to_be_decoded)
+    landed, _, _ = _land_and_normalize(folder, database_url, start, end, "three")
+    assert sum(d.counts.unchanged for d in landed) == 40

@@ -23,7 +23,7 @@ from bioloupe_data.pipelines.landing import LandedDay
 from bioloupe_data.pipelines.workers import Aborted, DayWorkers, Feed, WorkerProcesses
 from bioloupe_data.replay.server import ReplayServer
 from bioloupe_data.replay.synth import write_synthetic
-from bioloupe_data.sources.clinicaltrials import ClinicalTrialsClient, StudyPage
+from bioloupe_data.sources.clinicaltrials import ClinicalTrialsClient, CutStudyPage, StudyPage
 from bioloupe_data.warehouse.database import connect
 
 Work = Callable[[psycopg.Connection], int]
@@ -116,9 +116,11 @@ def test_a_landed_day_is_reported_as_it_commits_while_the_next_day_s_pages_are_r
         client = ClinicalTrialsClient.create(server.url, "all", page_size=5)
         read_pages = client.iter_pages
 
-        def counted_pages(start: date, end: date) -> Iterator[StudyPage]:
+        def counted_pages(
+            start: date, end: date, *, cut: bool = False
+        ) -> Iterator[StudyPage | CutStudyPage]:
             nonlocal pages_read
-            for page in read_pages(start, end):
+            for page in read_pages(start, end, cut=cut):
                 if pages_read == 7:  # the first day was fed whole; let it commit
                     deadline = time.monotonic() + 30
                     while not first_day_committed() and time.monotonic() < deadline:

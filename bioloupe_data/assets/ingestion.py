@@ -1,6 +1,7 @@
 """Landing assets: what each source changed, one row per document in `raw.documents`."""
 
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,8 @@ class LandingSource:
     resource_key: str
     land_range: LandRange
     description: str
+    # `land_range` takes a connection of its own to look stored documents up while it reads.
+    looks_up_stored: bool = False
 
 
 CLINICALTRIALS_LANDING = LandingSource(
@@ -39,6 +42,7 @@ CLINICALTRIALS_LANDING = LandingSource(
     api=CLINICALTRIALS_API,
     resource_key="clinicaltrials",
     land_range=clinicaltrials.land_range,
+    looks_up_stored=True,
     description="""ClinicalTrials.gov studies whose last update was posted on the partition's day,
 landed as JSON in `raw.documents` (source `clinicaltrials_gov`), newest version only.
 
@@ -114,10 +118,19 @@ def build_landing_asset(
                 )
             )
 
-        with api.client(context.log) as client, warehouse.day_connections() as conns:
+        with (
+            api.client(context.log) as client,
+            warehouse.day_connections() as conns,
+            ExitStack() as stack,
+        ):
+            lookup = (
+                {"lookup": stack.enter_context(warehouse.connection())}
+                if source.looks_up_stored
+                else {}
+            )
             try:
                 source.land_range(
-                    conns, client, start, end, run_id=context.run.run_id, on_day=on_day
+                    conns, client, start, end, run_id=context.run.run_id, on_day=on_day, **lookup
                 )
             except SourceError as exc:
                 done = max(d.day for d in landed_days).isoformat() if landed_days else "none"

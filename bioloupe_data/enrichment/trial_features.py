@@ -53,7 +53,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Any
 
 import orjson
@@ -379,7 +379,11 @@ def _compile_area(rules: _AreaRules) -> _CompiledArea:
     return _CompiledArea(rules.area, site, term, acronym, metastatic)
 
 
-_AREAS: tuple[_CompiledArea, ...] = tuple(map(_compile_area, _AREA_RULES))
+@cache
+def _areas() -> tuple[_CompiledArea, ...]:
+    """Compiled on first use: compiling them is most of this module's import time, which every
+    process that loads the definitions would pay, whether it matches a trial or not."""
+    return tuple(map(_compile_area, _AREA_RULES))
 
 
 def _area_texts(trial: TrialText) -> list[str]:
@@ -404,7 +408,7 @@ def tumor_areas(trial: TrialText) -> tuple[str, ...]:
     texts = _area_texts(trial)
     mostly_upper = [_mostly_upper(text) for text in texts]
     whole = "\n".join([*texts, *_texts(trial.keywords)])
-    return tuple(area.area for area in _AREAS if _matches_area(area, texts, mostly_upper, whole))
+    return tuple(area.area for area in _areas() if _matches_area(area, texts, mostly_upper, whole))
 
 
 # ---------------------------------------------------------------------------------------------

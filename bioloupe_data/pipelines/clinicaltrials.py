@@ -34,8 +34,16 @@ from bioloupe_data.sources.clinicaltrials import (
     parse_study,
     study_identity,
 )
+from bioloupe_data.sources.clinicaltrials.client import CutStudyPage
+from bioloupe_data.sources.clinicaltrials.pages import StudyCut, study_digest
 from bioloupe_data.sources.http import SourceError
-from bioloupe_data.warehouse.documents import DOCUMENTS, DeadLetter, Document
+from bioloupe_data.warehouse.documents import (
+    DOCUMENTS,
+    DeadLetter,
+    Document,
+    StoredVersion,
+    stored_versions,
+)
 from bioloupe_data.warehouse.statistics import GrowingTables
 from bioloupe_data.warehouse.upsert import Table
 
@@ -60,23 +68,53 @@ TRIALS_SPEC = NormalizeSpec(SOURCE, TRIALS, CHILDREN, "nct_id", _derive_trial, v
 # ----------------------------------------------------------------------------- landing
 
 
-def _to_document(study: Any) -> Document:
+def _to_document(study: Any, cut: StudyCut | None = None) -> Document:
+    """The document of a decoded study; `cut`, the bytes it was decoded from, spares hashing
+    them again when they are the payload (as the API writes studies, they are)."""
     identity = study_identity(study)
     try:
-        payload = orjson.dumps(study).decode()
+        payload = orjson.dumps(study)
     except TypeError as exc:  # e.g. a lone surrogate in a string
         raise StudyParseError("unserializable_payload", str(exc)) from exc
     # The plain substring test is cheap; the regex (an escaped backslash before `u0000` is not
     # a NUL) only runs on the rare payload that contains it.
-    if "\\u0000" in payload and _JSON_NUL.search(payload):
+    payload_json = payload.decode()
+    if "\\u0000" in payload_json and _JSON_NUL.search(payload_json):
         raise StudyParseError("nul_character", "PostgreSQL text cannot hold NUL (\\u0000)")
     return Document(
         doc_id=identity.nct_id,
-        payload_json=payload,
+        payload_json=payload_json,
         source_updated_at=datetime.combine(identity.last_update_post_date, time(), UTC),
         version_key=identity.version_key,
         content_hash=identity.content_hash,
         partition_date=identity.last_update_post_date,
+        # The API writes a study as `orjson.dumps` does: a re-fetch's cut of the study has
+        # this digest while the study is unchanged.
+        source_digest=(
+            cut.digest if cut is not None and cut.raw == payload else study_digest(payload)
+        ).digest,
+    )
+
+
+def _stored_document(cut: StudyCut, stored: StoredVersion | None) -> Document | None:
+    """The document decoding `cut` would give, when it is the payload stored for its NCT ID
+    but for the snapshot date (`study_digest`): key, day and content hash are the stored ones,
+    the version is the cut's snapshot date."""
+    if stored is None or stored.source_digest != cut.digest.digest:
+        return None
+    version_key = stored.version_key
+    if cut.digest.version_holder is not None:
+        if not version_key:
+            return None  # the versionHolder left out is not the snapshot date: decode it
+        version_key = cut.digest.version_holder
+    return Document(
+        doc_id=cut.nct_id,
+        payload_json=cut.raw,  # the stored payload's bytes but for a plain string: they decode
+        source_updated_at=stored.source_updated_at,
+        version_key=version_key,
+        content_hash=stored.content_hash,
+        partition_date=stored.partition_date,
+        source_digest=stored.source_digest,
     )
 
 
@@ -115,9 +153,27 @@ class _Classifier:
     def page(self, studies: list[Any]) -> list[tuple[date, Document | DeadLetter]]:
         return [self._classify(study) for study in studies]
 
-    def _classify(self, study: Any) -> tuple[date, Document | DeadLetter]:
+    def cut_page(
+        self, page: CutStudyPage, lookup: psycopg.Connection
+    ) -> list[tuple[date, Document | DeadLetter]]:
+        """A page of cuts: those stored as they come (but for the snapshot date) become
+        documents without decoding, the others are decoded one by one; a cut that does not
+        decode alone has the page decoded as a whole."""
+        stored = stored_versions(lookup, SOURCE, [cut.nct_id for cut in page.cuts])
+        known = [_stored_document(cut, stored.get(cut.nct_id)) for cut in page.cuts]
+        studies: list[Any] = []
         try:
-            document = _to_document(study)
+            for cut, document in zip(page.cuts, known, strict=True):
+                studies.append(document if document is not None else cut.decoded())
+        except orjson.JSONDecodeError:
+            return self.page(page.decoded())
+        return [self._classify(s, c) for s, c in zip(studies, page.cuts, strict=True)]
+
+    def _classify(
+        self, study: Any, cut: StudyCut | None = None
+    ) -> tuple[date, Document | DeadLetter]:
+        try:
+            document = study if isinstance(study, Document) else _to_document(study, cut)
         except StudyParseError as exc:
             return self.current, _dead_letter(study, self.current, exc.reason, str(exc), "landing")
         if not self.start <= document.partition_date <= self.end:
@@ -145,13 +201,18 @@ def land_range(
     *,
     run_id: str,
     on_day: Callable[[LandedDay], None] | None = None,
+    lookup: psycopg.Connection | None = None,
 ) -> list[LandedDay]:
     """Fetch every study updated in start..end with one paged query and land it day by day.
 
     The pages are read and parsed in this thread; each day is written in a transaction of its
     own on one of `connections`, so with several, one day is written while the next is read.
     `on_day` is called in this thread as each day commits: before each page is read, for the
-    days that committed since the last. Returns the days in date order."""
+    days that committed since the last. Returns the days in date order.
+
+    With `lookup`, a connection of this thread's own, each page's studies are cut from its
+    bytes and looked up there: a study stored as it comes (but for the registry's snapshot
+    date) is not decoded again."""
     conns = [connections] if isinstance(connections, psycopg.Connection) else list(connections)
     total: list[int | None] = [None]
 
@@ -161,7 +222,7 @@ def land_range(
         """A page of parsed JSON is tens of thousands of dicts and lists: it is turned into
         documents and let go with the collector paused, so no collection ever walks it."""
         classifier = _Classifier(start, end)
-        pages = client.iter_pages(start, end)
+        pages = client.iter_pages(start, end, cut=lookup is not None)
         while True:
             before_each_page()
             with paused_gc():
@@ -170,7 +231,11 @@ def land_range(
                     return
                 if page.page_number == 0:
                     total[0] = page.total_count
-                items = classifier.page(page.studies)
+                if isinstance(page, CutStudyPage):
+                    assert lookup is not None
+                    items = classifier.cut_page(page, lookup)
+                else:
+                    items = classifier.page(page.studies)
                 del page
             yield from items
 

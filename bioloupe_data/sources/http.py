@@ -107,7 +107,8 @@ def _json_with_invalid_utf8(body: bytes) -> Any:
     raise ValueError("valid UTF-8: the body is not JSON")
 
 
-def _decode_json(body: bytes) -> Any:
+def decode_json(body: bytes) -> Any:
+    """A JSON body; raises `TransientHTTPError` for one that is not (cut short on the way)."""
     try:
         with paused_gc():
             return orjson.loads(body)
@@ -184,22 +185,26 @@ class HttpClient:
         self.close()
 
     def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
-        return self._request(f"{self.base_url}{path}", params, _decode_json)
+        return self._request(f"{self.base_url}{path}", params, decode_json)
 
     def start_get_json(self, path: str, params: Mapping[str, Any] | None = None) -> PendingGet[Any]:
         """`get_json`, started in the background: `result()` waits for the body and parses it
         in the caller's thread. A body that is not JSON (cut short on the way) counts as one
         retry and is fetched again the usual way."""
         params = dict(params or {})
+        return self._receiver.start(
+            PendingGet(lambda body: self.json_of(body, path, params)),
+            lambda: self.get_bytes(path, params),
+        )
 
-        def parsed(body: bytes) -> Any:
-            try:
-                return _decode_json(body)
-            except TransientHTTPError as exc:
-                self.record_retry(RetryEvent(1, 0.0, str(exc)))
-                return self.get_json(path, params)
-
-        return self._receiver.start(PendingGet(parsed), lambda: self.get_bytes(path, params))
+    def json_of(self, body: bytes, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        """The JSON of a body `path` answered with; a body that is not JSON (cut short on the
+        way) counts as one retry and is fetched again the usual way."""
+        try:
+            return decode_json(body)
+        except TransientHTTPError as exc:
+            self.record_retry(RetryEvent(1, 0.0, str(exc)))
+            return self.get_json(path, params)
 
     def start_get_bytes(
         self,
@@ -208,9 +213,22 @@ class HttpClient:
         check: Callable[[bytes], None] | None = None,
     ) -> PendingGet[bytes]:
         """`get_bytes`, started in the background: `result()` waits for the body."""
+        return self.start_get(path, params, check, then=lambda body: body)
+
+    def start_get(
+        self,
+        path: str,
+        params: Mapping[str, Any] | None,
+        check: Callable[[bytes], None] | None = None,
+        *,
+        then: Callable[[bytes], T],
+    ) -> PendingGet[T]:
+        """`get_bytes`, started in the background, and `then` of the body, in the background
+        too: `result()` waits for both. For work on bytes that is mostly free of the GIL
+        (hashing), not for parsing."""
         params = dict(params or {})
         return self._receiver.start(
-            PendingGet(lambda body: body), lambda: self.get_bytes(path, params, check)
+            PendingGet(lambda made: made), lambda: then(self.get_bytes(path, params, check))
         )
 
     @property
@@ -312,17 +330,17 @@ class PendingGet(Generic[T]):
     """A GET whose request runs in the background while the caller works, so the source's time
     to answer overlaps the caller's work on the previous answer.
 
-    Only the bytes are received in the background (retried as `get_bytes` retries them); what
-    is made of them is made in the thread that asks for the result, so nothing parsed outlives
-    the caller's handling of it."""
+    Only the bytes are received in the background (retried as `get_bytes` retries them), and
+    at most hashed there (`HttpClient.start_get`); what is parsed of them is parsed in the
+    thread that asks for the result, so nothing parsed outlives the caller's handling of it."""
 
-    def __init__(self, finish: Callable[[bytes], T]) -> None:
+    def __init__(self, finish: Callable[[Any], T]) -> None:
         self._finish = finish
         self._done = threading.Event()
-        self._body: bytes | None = None
+        self._body: Any = None
         self._error: BaseException | None = None
 
-    def receive(self, get: Callable[[], bytes]) -> None:
+    def receive(self, get: Callable[[], Any]) -> None:
         try:
             self._body = get()
         except BaseException as exc:  # handed to the thread that asks for the result
@@ -347,12 +365,12 @@ class _Receiver:
     arenas. A daemon: nothing waits at exit for a request nobody asks for."""
 
     def __init__(self, name: str) -> None:
-        self._queue: queue.SimpleQueue[tuple[PendingGet[Any], Callable[[], bytes]] | None] = (
+        self._queue: queue.SimpleQueue[tuple[PendingGet[Any], Callable[[], Any]] | None] = (
             queue.SimpleQueue()
         )
         threading.Thread(target=self._run, name=name, daemon=True).start()
 
-    def start(self, pending: PendingGet[T], get: Callable[[], bytes]) -> PendingGet[T]:
+    def start(self, pending: PendingGet[T], get: Callable[[], Any]) -> PendingGet[T]:
         self._queue.put((pending, get))
         return pending
 

@@ -45,12 +45,14 @@ LOOKUP_BATCH = 1000
 @dataclass(frozen=True, slots=True)
 class Document:
     doc_id: str
-    payload_json: str
+    # The payload's JSON text, or its UTF-8 bytes (decoded only if the document is staged).
+    payload_json: str | bytes
     source_updated_at: datetime
     version_key: str
     content_hash: str
     partition_date: date
-    # SHA-256 of the source's bytes the payload keeps, where it keeps them (PubMed's XML).
+    # SHA-256 of the source's bytes the payload keeps, by which a re-fetch of the same bytes
+    # is recognised: PubMed's XML; ClinicalTrials.gov's study JSON without its snapshot date.
     source_digest: bytes | None = None
 
 
@@ -97,14 +99,19 @@ def land_documents(
         received += len(batch)
         stored = stored_versions(conn, source, [d.doc_id for d in batch])
         fresh = []
+        undigested = []
         for document in batch:
-            if _certainly_unchanged(document, stored.get(document.doc_id)):
+            version = stored.get(document.doc_id)
+            if _certainly_unchanged(document, version):
                 skipped_ids.add(document.doc_id)
+                if _digest_to_fill(document, version):
+                    undigested.append(document)
             else:
                 fresh.append(document)
                 staged_ids.add(document.doc_id)
         if fresh:
             staging = stage_documents(conn, source, fresh, staging)
+        fill_digests(conn, source, undigested)
     counts = UpsertCounts(unchanged=len(skipped_ids - staged_ids))
     if staging is not None:
         counts.add(merge_documents(conn, staging))
@@ -165,6 +172,39 @@ def stored_versions(
     return {row[0]: StoredVersion(*row[1:]) for row in rows}
 
 
+def _digest_to_fill(document: Document, stored: StoredVersion | None) -> bool:
+    """True for a document landed before its source had digests, fetched again with the same
+    content on the same day: its digest then describes the stored document too."""
+    return (
+        stored is not None
+        and stored.source_digest is None
+        and document.source_digest is not None
+        and document.content_hash == stored.content_hash
+        and document.source_updated_at == stored.source_updated_at
+        and document.partition_date == stored.partition_date
+    )
+
+
+def fill_digests(conn: psycopg.Connection, source: str, documents: Sequence[Document]) -> None:
+    """Store the digests of stored documents that have none, in one statement: once written, a
+    re-fetch of the same bytes is recognised by them (only the digest is written, once)."""
+    if not documents:
+        return
+    documents = sorted(documents, key=lambda d: d.doc_id)  # rows locked in one order
+    conn.execute(
+        """
+        UPDATE raw.documents AS d SET source_digest = f.digest
+        FROM unnest(%s::text[], %s::bytea[]) AS f(doc_id, digest)
+        WHERE d.source = %s AND d.doc_id = f.doc_id AND d.source_digest IS NULL
+        """,
+        (
+            [d.doc_id for d in documents],
+            [d.source_digest for d in documents],
+            source,
+        ),
+    )
+
+
 def _certainly_unchanged(document: Document, stored: StoredVersion | None) -> bool:
     """True when `merge_versioned` would not write `document` over the stored version: an older
     source version, or the same content on the same day in the same or a later snapshot. Any
@@ -187,7 +227,7 @@ def _document_rows(source: str, documents: Iterable[Document]) -> Iterator[tuple
         yield (
             source,
             d.doc_id,
-            d.payload_json,
+            d.payload_json if isinstance(d.payload_json, str) else d.payload_json.decode(),
             d.source_updated_at,
             d.version_key,
             d.content_hash,

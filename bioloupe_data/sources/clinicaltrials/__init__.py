@@ -5,6 +5,7 @@ from bioloupe_data.sources.clinicaltrials.client import (
     PUBLIC_BASE_URL,
     SOURCE,
     ClinicalTrialsClient,
+    CutStudyPage,
     StudyPage,
     condition_query,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "SOURCE",
     "TRIAL_COLUMNS",
     "ClinicalTrialsClient",
+    "CutStudyPage",
     "ParsedStudy",
     "StudyIdentity",
     "StudyPage",

@@ -8,12 +8,16 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from bioloupe_data.sources.clinicaltrials.pages import CutPage, StudyCut, cut_page
 from bioloupe_data.sources.http import (
     HttpClient,
     HttpSettings,
     HTTPStatusError,
+    PendingGet,
     RetryEvent,
     SourceError,
+    TransientHTTPError,
+    decode_json,
 )
 
 PUBLIC_BASE_URL = "https://clinicaltrials.gov"
@@ -48,6 +52,24 @@ class StudyPage:
     studies: list[dict[str, Any]]
     total_count: int | None
     page_number: int
+
+
+@dataclass(frozen=True, slots=True)
+class CutStudyPage:
+    """A page whose studies are cut from its bytes (`pages.cut_page`), none decoded yet."""
+
+    cuts: list[StudyCut]
+    body: bytes
+    total_count: int | None
+    page_number: int
+
+    def decoded(self) -> list[Any]:
+        """Every study of the page, decoded as a whole (when a cut does not decode alone)."""
+        try:
+            body = decode_json(self.body)
+        except TransientHTTPError as exc:
+            raise SourceError(f"{SOURCE}: page {self.page_number + 1} is not JSON: {exc}") from None
+        return list(body["studies"])
 
 
 class ClinicalTrialsClient:
@@ -90,9 +112,10 @@ class ClinicalTrialsClient:
         return params
 
     def iter_pages(
-        self, start: date, end: date, page_size: int | None = None
-    ) -> Iterator[StudyPage]:
-        """Every study whose last update was posted between `start` and `end` (inclusive).
+        self, start: date, end: date, page_size: int | None = None, *, cut: bool = False
+    ) -> Iterator[StudyPage | CutStudyPage]:
+        """Every study whose last update was posted between `start` and `end` (inclusive); with
+        `cut`, each page written as the API writes it comes as its studies' cuts, undecoded.
 
         A `pageToken` the API rejects (it expires, or the API restarted) restarts the query
         from its first page: the pages already delivered are fetched again but not delivered
@@ -103,7 +126,7 @@ class ClinicalTrialsClient:
         restarts = 0
         while True:
             try:
-                yield from self._pages(params, delivered, start, end)
+                yield from self._pages(params, delivered, start, end, cut)
                 return
             except _ExpiredToken as expired:
                 restarts += 1
@@ -122,26 +145,33 @@ class ClinicalTrialsClient:
                 )
 
     def _pages(
-        self, params: dict[str, Any], delivered: list[str | None], start: date, end: date
-    ) -> Iterator[StudyPage]:
+        self,
+        params: dict[str, Any],
+        delivered: list[str | None],
+        start: date,
+        end: date,
+        cut: bool,
+    ) -> Iterator[StudyPage | CutStudyPage]:
         total: int | None = None
         number = 0
         token: str | None = None
         # The next page is requested as soon as this one's token is known, so the API's time
         # to answer overlaps the caller's work on this page.
-        pending = self.http.start_get_json(STUDIES_PATH, params)
+        pending = self._start_page(params, cut)
+        page_params = params
         while True:
             try:
-                body = pending.result()
+                raw, cuts = pending.result()
             except HTTPStatusError as exc:
                 if token and exc.status == 400:
                     raise _ExpiredToken(str(exc)) from None
                 raise
+            body = cuts.envelope if cuts else self.http.json_of(raw, STUDIES_PATH, page_params)
             if not isinstance(body, dict) or not isinstance(body.get("studies"), list):
                 raise SourceError(f"{SOURCE}: unexpected response shape for {start}..{end}")
             if number == 0:
                 total = body.get("totalCount")
-            first = _first_id(body["studies"])
+            first = cuts.cuts[0].nct_id if cuts and cuts.cuts else _first_id(body["studies"])
             if number < len(delivered) and first != delivered[number]:
                 raise SourceError(
                     f"{SOURCE}: the results of {start}..{end} changed while paging (page "
@@ -150,14 +180,30 @@ class ClinicalTrialsClient:
                 )
             token = body.get("nextPageToken")
             if token:
-                pending = self.http.start_get_json(STUDIES_PATH, {**params, "pageToken": token})
+                page_params = {**params, "pageToken": token}
+                pending = self._start_page(page_params, cut)
             if number >= len(delivered):
                 delivered.append(first)
+                page: list[StudyPage | CutStudyPage] = [
+                    CutStudyPage(cuts.cuts, raw, total, number)
+                    if cuts
+                    else StudyPage(body.pop("studies"), total, number)
+                ]
+                raw, cuts = b"", None
                 # Handed over, not kept: the caller may free the page before asking for the next.
-                yield StudyPage(body.pop("studies"), total, number)
+                yield page.pop()
             if not token:
                 return
             number += 1
+
+    def _start_page(
+        self, params: dict[str, Any], cut: bool
+    ) -> PendingGet[tuple[bytes, CutPage | None]]:
+        """The page's request, started; with `cut`, its studies are cut and hashed as it
+        arrives, beside the caller's work on the page before."""
+        return self.http.start_get(
+            STUDIES_PATH, params, then=lambda raw: (raw, cut_page(raw) if cut else None)
+        )
 
     def data_timestamp(self) -> str | None:
         body = self.http.get_json("/api/v2/version")
