@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 from contextlib import closing
-from datetime import date
+from dataclasses import replace
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -19,8 +20,10 @@ from bioloupe_data.pipelines.landing import LandedDay, days_between
 from bioloupe_data.pipelines.normalize import NormalizedDay, normalize_days
 from bioloupe_data.replay.server import ReplayServer
 from bioloupe_data.sources.clinicaltrials.client import ClinicalTrialsClient
+from bioloupe_data.sources.clinicaltrials.pages import StudyCut, cut_page
 from bioloupe_data.sources.clinicaltrials.parser import study_identity
 from bioloupe_data.warehouse.database import connect
+from bioloupe_data.warehouse.documents import Document, StoredVersion
 from bioloupe_data.warehouse.migrate import migrate
 
 from conftest import CTGOV_DATA, create_database, drop_database, url_for
@@ -198,3 +201,58 @@ def test_studies_landed_before_digests_get_theirs_on_their_next_refetch(
     monkeypatch.setattr(clinicaltrials, "study_identity", _not_to_be_decoded)
     landed, _, _ = _land_and_normalize(folder, database_url, start, end, "three")
     assert sum(d.counts.unchanged for d in landed) == 40
+
+
+def _stored_row(study: dict[str, Any], digest: bytes | None) -> StoredVersion:
+    identity = study_identity(study)
+    return StoredVersion(
+        source_updated_at=datetime.combine(identity.last_update_post_date, time(), UTC),
+        version_key=identity.version_key,
+        content_hash=identity.content_hash,
+        partition_date=identity.last_update_post_date,
+        source_digest=digest,
+    )
+
+
+def test_a_stored_digest_stands_for_a_study_only_if_it_leaves_out_the_snapshot_date() -> None:
+    study = json.loads(COMPLETE_STUDIES[0].read_bytes())
+    landed = clinicaltrials._to_document(study)
+    stored = _stored_row(study, landed.source_digest)
+    _misc(study)["versionHolder"] = "2099-01-01"
+    (cut,) = _cuts_of(study)
+
+    recognised = clinicaltrials._stored_document(cut, stored)
+    assert _as_text(recognised) == clinicaltrials._to_document(orjson.loads(cut.raw))
+    assert recognised is not None and recognised.version_key == "2099-01-01"
+    # A stored study without a snapshot date: the key the digest left out is something else.
+    assert clinicaltrials._stored_document(cut, stored._replace(version_key="")) is None
+    # A digest leaving nothing out stands for a stored study without a snapshot date only.
+    del _misc(study)["versionHolder"]
+    (plain,) = _cuts_of(study)
+    assert plain.digest.version_holder is None
+    stored_plain = stored._replace(source_digest=plain.digest.digest)
+    assert clinicaltrials._stored_document(plain, stored_plain) is None
+    recognised = clinicaltrials._stored_document(plain, stored_plain._replace(version_key=""))
+    assert _as_text(recognised) == clinicaltrials._to_document(orjson.loads(plain.raw))
+
+
+def _as_text(document: Document | None) -> Document | None:
+    """A recognised document carries its payload as bytes, a decoded one as text."""
+    if document is None or isinstance(document.payload_json, str):
+        return document
+    return replace(document, payload_json=document.payload_json.decode())
+
+
+def _cuts_of(*studies: Any) -> list[StudyCut]:
+    page = cut_page(b'{"studies":[' + b",".join(orjson.dumps(s) for s in studies) + b"]}")
+    assert page is not None
+    return page.cuts
+
+
+def test_a_recognised_study_dead_lettered_keeps_its_nct_id_and_payload() -> None:
+    study = json.loads(COMPLETE_STUDIES[0].read_bytes())
+    document = clinicaltrials._to_document(study)
+    recognised = replace(document, payload_json=document.payload_json.encode())
+    letter = clinicaltrials._dead_letter(recognised, date(2024, 1, 1), "r", "d", "landing")
+    assert letter.doc_id == _nct(study)
+    assert letter.payload_excerpt == orjson.dumps(study).decode()[:2000]

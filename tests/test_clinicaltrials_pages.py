@@ -6,15 +6,16 @@ the wrong place never decodes."""
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
+from datetime import date
 
 import orjson
 import pytest
 
-from bioloupe_data.replay.server import PageRequest, render_page
+from bioloupe_data.replay.server import PageRequest, ReplayServer, render_page
 from bioloupe_data.replay.store import StudyQuery, StudyStore
-from bioloupe_data.sources.clinicaltrials.client import CutStudyPage
+from bioloupe_data.sources.clinicaltrials.client import ClinicalTrialsClient, CutStudyPage
 from bioloupe_data.sources.clinicaltrials.pages import StudyDigest, cut_page, study_digest
-from bioloupe_data.sources.http import SourceError
 
 from conftest import CTGOV_DATA
 
@@ -169,17 +170,39 @@ def test_a_snapshot_date_named_inside_a_string_is_text_not_the_key() -> None:
     assert study_digest(orjson.dumps(changed)).digest != digest.digest
 
 
-def test_a_page_whose_cuts_do_not_decode_is_decoded_whole_or_fails_as_a_source_error() -> None:
+def test_a_page_whose_cuts_do_not_decode_is_decoded_whole_or_fetched_again() -> None:
     damaged = _page(_study("NCT00000001")).replace(b'"hasResults":false', b'"hasResults":fals')
     page = cut_page(damaged)
     assert page is not None  # its start and end are the API's: cut, then found damaged
-    cut_study_page = CutStudyPage(page.cuts, damaged, None, 0)
     with pytest.raises(orjson.JSONDecodeError):
         page.cuts[0].decoded()
-    with pytest.raises(SourceError, match="page 1 is not JSON"):
-        cut_study_page.decoded()
+    assert CutStudyPage(page.cuts, damaged, None, 0, lambda: ["again"]).decoded() == ["again"]
     whole = _page(_study("NCT00000001"), _study("NCT00000002"))
-    assert CutStudyPage([], whole, None, 0).decoded() == [
+    assert CutStudyPage([], whole, None, 0, _never).decoded() == [
         _study("NCT00000001"),
         _study("NCT00000002"),
     ]
+
+
+def _never() -> list[object]:
+    raise AssertionError("fetched again")
+
+
+def test_a_damaged_page_is_fetched_again_as_one_retry(ctgov_replay: ReplayServer) -> None:
+    client = ClinicalTrialsClient.create(ctgov_replay.url, "all", page_size=20)
+    try:
+        first = next(client.iter_pages(date(2000, 1, 1), date(2026, 1, 1), cut=True))
+        assert isinstance(first, CutStudyPage) and len(first.cuts) == 20
+        served = orjson.loads(first.body)["studies"]
+        middle = len(first.body) // 2
+        damaged = replace(first, body=first.body[:middle] + b"\x00" + first.body[middle + 1 :])
+        assert damaged.decoded() == served
+        assert [event.cause for event in client.http.retries] == ["a page's body is not JSON"]
+    finally:
+        client.close()
+
+
+def test_a_key_merely_ending_in_version_holder_is_not_the_snapshot_date() -> None:
+    study = {**_study("NCT00000001"), "derivedSection": {'x"versionHolder': "2024-03-02"}}
+    digest = study_digest(orjson.dumps(study))
+    assert digest == StudyDigest(hashlib.sha256(orjson.dumps(study)).digest(), None)

@@ -102,11 +102,12 @@ def _stored_document(cut: StudyCut, stored: StoredVersion | None) -> Document | 
     the version is the cut's snapshot date."""
     if stored is None or stored.source_digest != cut.digest.digest:
         return None
-    version_key = stored.version_key
-    if cut.digest.version_holder is not None:
-        if not version_key:
-            return None  # the versionHolder left out is not the snapshot date: decode it
-        version_key = cut.digest.version_holder
+    # A digest leaving a versionHolder out describes a study whose snapshot date is that key
+    # only when the stored study has one; one leaving nothing out, only when it has none (its
+    # bytes are then the stored ones). Anything else is decoded.
+    if (cut.digest.version_holder is not None) != bool(stored.version_key):
+        return None
+    version_key = cut.digest.version_holder or stored.version_key
     return Document(
         doc_id=cut.nct_id,
         payload_json=cut.raw,  # the stored payload's bytes but for a plain string: they decode
@@ -119,6 +120,9 @@ def _stored_document(cut: StudyCut, stored: StoredVersion | None) -> Document | 
 
 
 def _excerpt(study: Any) -> str:
+    if isinstance(study, Document):
+        payload = study.payload_json
+        return (payload if isinstance(payload, str) else payload.decode())[:2000]
     try:
         return orjson.dumps(study).decode()[:2000]
     except TypeError:
@@ -126,6 +130,8 @@ def _excerpt(study: Any) -> str:
 
 
 def _doc_id_of(study: Any) -> str:
+    if isinstance(study, Document):
+        return study.doc_id
     try:
         nct_id = study["protocolSection"]["identificationModule"]["nctId"]
         if isinstance(nct_id, str) and nct_id:

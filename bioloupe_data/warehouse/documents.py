@@ -95,11 +95,11 @@ def land_documents(
     staging: sql.Identifier | None = None
     staged_ids: set[str] = set()
     skipped_ids: set[str] = set()
+    undigested: list[Document] = []
     for batch in _batches(documents, LOOKUP_BATCH):
         received += len(batch)
         stored = stored_versions(conn, source, [d.doc_id for d in batch])
         fresh = []
-        undigested = []
         for document in batch:
             version = stored.get(document.doc_id)
             if _certainly_unchanged(document, version):
@@ -111,7 +111,7 @@ def land_documents(
                 staged_ids.add(document.doc_id)
         if fresh:
             staging = stage_documents(conn, source, fresh, staging)
-        fill_digests(conn, source, undigested)
+    fill_digests(conn, source, undigested)
     counts = UpsertCounts(unchanged=len(skipped_ids - staged_ids))
     if staging is not None:
         counts.add(merge_documents(conn, staging))
@@ -174,7 +174,8 @@ def stored_versions(
 
 def _digest_to_fill(document: Document, stored: StoredVersion | None) -> bool:
     """True for a document landed before its source had digests, fetched again with the same
-    content on the same day: its digest then describes the stored document too."""
+    content on the same day, and a version (snapshot date) where the stored one has one: its
+    digest then describes the stored document too."""
     return (
         stored is not None
         and stored.source_digest is None
@@ -182,24 +183,38 @@ def _digest_to_fill(document: Document, stored: StoredVersion | None) -> bool:
         and document.content_hash == stored.content_hash
         and document.source_updated_at == stored.source_updated_at
         and document.partition_date == stored.partition_date
+        and bool(document.version_key) == bool(stored.version_key)
     )
 
 
 def fill_digests(conn: psycopg.Connection, source: str, documents: Sequence[Document]) -> None:
     """Store the digests of stored documents that have none, in one statement: once written, a
-    re-fetch of the same bytes is recognised by them (only the digest is written, once)."""
+    re-fetch of the same bytes is recognised by them (only the digest is written, once). A row
+    another run changed since it was read keeps its own; rows are locked in key order."""
     if not documents:
         return
-    documents = sorted(documents, key=lambda d: d.doc_id)  # rows locked in one order
     conn.execute(
         """
-        UPDATE raw.documents AS d SET source_digest = f.digest
-        FROM unnest(%s::text[], %s::bytea[]) AS f(doc_id, digest)
-        WHERE d.source = %s AND d.doc_id = f.doc_id AND d.source_digest IS NULL
+        WITH fill AS (
+            SELECT d.source, d.doc_id, f.digest
+            FROM unnest(%s::text[], %s::bytea[], %s::text[], %s::timestamptz[], %s::date[])
+                AS f(doc_id, digest, content_hash, source_updated_at, partition_date)
+            JOIN raw.documents AS d ON d.source = %s AND d.doc_id = f.doc_id
+            WHERE d.source_digest IS NULL AND d.content_hash = f.content_hash
+              AND d.source_updated_at = f.source_updated_at
+              AND d.partition_date = f.partition_date
+            ORDER BY d.doc_id
+            FOR UPDATE OF d
+        )
+        UPDATE raw.documents AS d SET source_digest = fill.digest
+        FROM fill WHERE d.source = fill.source AND d.doc_id = fill.doc_id
         """,
         (
             [d.doc_id for d in documents],
             [d.source_digest for d in documents],
+            [d.content_hash for d in documents],
+            [d.source_updated_at for d in documents],
+            [d.partition_date for d in documents],
             source,
         ),
     )

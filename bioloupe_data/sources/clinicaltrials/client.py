@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -56,19 +56,22 @@ class StudyPage:
 
 @dataclass(frozen=True, slots=True)
 class CutStudyPage:
-    """A page whose studies are cut from its bytes (`pages.cut_page`), none decoded yet."""
+    """A page whose studies are cut from its bytes (`pages.cut_page`), none decoded yet.
+    `fetch_again` gets the page's studies anew, for a body that turns out not to be JSON."""
 
     cuts: list[StudyCut]
     body: bytes
     total_count: int | None
     page_number: int
+    fetch_again: Callable[[], list[Any]]
 
     def decoded(self) -> list[Any]:
-        """Every study of the page, decoded as a whole (when a cut does not decode alone)."""
+        """Every study of the page, decoded as a whole (when a cut does not decode alone); a
+        body that is not JSON (damaged on the way) is fetched again, one more retry."""
         try:
             body = decode_json(self.body)
-        except TransientHTTPError as exc:
-            raise SourceError(f"{SOURCE}: page {self.page_number + 1} is not JSON: {exc}") from None
+        except TransientHTTPError:
+            return self.fetch_again()
         return list(body["studies"])
 
 
@@ -160,15 +163,15 @@ class ClinicalTrialsClient:
         pending = self._start_page(params, cut)
         page_params = params
         while True:
+            this_page = page_params
             try:
                 raw, cuts = pending.result()
+                body = cuts.envelope if cuts else self.http.json_of(raw, STUDIES_PATH, this_page)
             except HTTPStatusError as exc:
                 if token and exc.status == 400:
                     raise _ExpiredToken(str(exc)) from None
                 raise
-            body = cuts.envelope if cuts else self.http.json_of(raw, STUDIES_PATH, page_params)
-            if not isinstance(body, dict) or not isinstance(body.get("studies"), list):
-                raise SourceError(f"{SOURCE}: unexpected response shape for {start}..{end}")
+            _check_shape(body, start, end)
             if number == 0:
                 total = body.get("totalCount")
             first = cuts.cuts[0].nct_id if cuts and cuts.cuts else _first_id(body["studies"])
@@ -185,7 +188,13 @@ class ClinicalTrialsClient:
             if number >= len(delivered):
                 delivered.append(first)
                 page: list[StudyPage | CutStudyPage] = [
-                    CutStudyPage(cuts.cuts, raw, total, number)
+                    CutStudyPage(
+                        cuts.cuts,
+                        raw,
+                        total,
+                        number,
+                        self._fetch_again(this_page, first, start, end),
+                    )
                     if cuts
                     else StudyPage(body.pop("studies"), total, number)
                 ]
@@ -195,6 +204,23 @@ class ClinicalTrialsClient:
             if not token:
                 return
             number += 1
+
+    def _fetch_again(
+        self, params: dict[str, Any], first: str | None, start: date, end: date
+    ) -> Callable[[], list[Any]]:
+        def fetch() -> list[Any]:
+            self.http.record_retry(RetryEvent(1, 0.0, "a page's body is not JSON"))
+            body = self.http.get_json(STUDIES_PATH, params)
+            _check_shape(body, start, end)
+            now = _first_id(body["studies"])
+            if now != first:
+                raise SourceError(
+                    f"{SOURCE}: the results of {start}..{end} changed while paging (a page "
+                    f"fetched again starts with {now}, before with {first}); run the range again"
+                )
+            return list(body["studies"])
+
+        return fetch
 
     def _start_page(
         self, params: dict[str, Any], cut: bool
@@ -208,6 +234,11 @@ class ClinicalTrialsClient:
     def data_timestamp(self) -> str | None:
         body = self.http.get_json("/api/v2/version")
         return body.get("dataTimestamp") if isinstance(body, dict) else None
+
+
+def _check_shape(body: Any, start: date, end: date) -> None:
+    if not isinstance(body, dict) or not isinstance(body.get("studies"), list):
+        raise SourceError(f"{SOURCE}: unexpected response shape for {start}..{end}")
 
 
 class _ExpiredToken(Exception):
