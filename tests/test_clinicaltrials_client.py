@@ -124,7 +124,7 @@ class _Handler(BaseHTTPRequestHandler):
         target = urlsplit(self.path)
         query = dict(parse_qsl(target.query, keep_blank_values=True))
         code, payload = self.server.scripted.take(target.path, query)
-        body = orjson.dumps(payload)
+        body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -136,8 +136,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class ScriptedApi:
-    """Answers request n with reply n of the script (the last one repeats): a JSON payload, or
-    a `(status, payload)` pair."""
+    """Answers request n with reply n of the script (the last one repeats): a JSON payload (or
+    a body's bytes as they are), or a `(status, payload)` pair."""
 
     def __init__(self, script: Sequence[Any], host: str = "127.0.0.1") -> None:
         self.script = list(script)
@@ -289,19 +289,44 @@ def test_page_size_is_capped_at_the_api_maximum(asked: int, sent: str) -> None:
     assert [query["pageSize"] for query in api.queries] == [sent]
 
 
-def test_a_transient_failure_mid_paging_retries_the_same_page() -> None:
-    script = [
-        _page(["NCT01"], token="tok-1", total=2),
-        (503, {"error": "busy"}),
-        _page(["NCT02"]),
-    ]
+def _paged_through(script: Sequence[Any]) -> tuple[list[str], list[str | None], list[str]]:
+    """The studies a range yields from `script`, the page token of every request, and the
+    retries' causes."""
     with ScriptedApi(script) as api:
         client = ClinicalTrialsClient.create(api.url, "all", **FAST)
         pages = list(client.iter_pages(date(2024, 1, 1), date(2024, 12, 31)))
         client.close()
-    assert [s["nct"] for page in pages for s in page.studies] == ["NCT01", "NCT02"]
-    assert [query.get("pageToken") for query in api.queries] == [None, "tok-1", "tok-1"]
-    assert [event.cause for event in client.http.retries] == ["HTTP 503"]
+    return (
+        [s["nct"] for page in pages for s in page.studies],
+        [query.get("pageToken") for query in api.queries],
+        [event.cause for event in client.http.retries],
+    )
+
+
+def test_a_transient_failure_mid_paging_retries_the_same_page() -> None:
+    studies, tokens, causes = _paged_through(
+        [_page(["NCT01"], token="tok-1", total=2), (503, {"error": "busy"}), _page(["NCT02"])]
+    )
+    assert studies == ["NCT01", "NCT02"]
+    assert tokens == [None, "tok-1", "tok-1"]
+    assert causes == ["HTTP 503"]
+
+
+def test_a_page_token_expiring_while_a_damaged_page_is_fetched_again_restarts_the_query() -> None:
+    studies, tokens, causes = _paged_through(
+        [
+            _page(["NCT01"], token="tok-1", total=2),
+            b'{"studies":[{"nct"',  # cut short on the way
+            (400, {"error": "invalid pageToken"}),  # the token expired meanwhile
+            _page(["NCT01"], token="tok-2", total=2),
+            _page(["NCT02"]),
+        ]
+    )
+    assert studies == ["NCT01", "NCT02"]
+    assert tokens == [None, "tok-1", "tok-1", None, "tok-2"]
+    assert len(causes) == 2
+    assert causes[0].startswith("invalid JSON body (")
+    assert "page token rejected" in causes[1]
 
 
 def test_a_rejected_query_raises_a_source_error_naming_status_and_path() -> None:

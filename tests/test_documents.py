@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -16,6 +17,7 @@ from bioloupe_data.warehouse.documents import (
     Document,
     FetchRecord,
     dead_letter_count,
+    fill_digests,
     land_documents,
     merge_documents,
     record_dead_letters,
@@ -459,3 +461,44 @@ def test_a_refetch_of_unchanged_documents_counts_them_once_each(conn: psycopg.Co
 
     assert (staged, counts) == (2501, UpsertCounts(unchanged=2500))
     assert stored(conn) == before
+
+
+# ----------------------------------------------------------------------------- digests
+
+
+def digests(conn: psycopg.Connection) -> dict[str, bytes | None]:
+    return dict(conn.execute("SELECT doc_id, source_digest FROM raw.documents ORDER BY doc_id"))
+
+
+def test_an_unchanged_refetch_fills_in_a_missing_digest_where_it_describes_the_stored_one(
+    conn: psycopg.Connection,
+) -> None:
+    land(conn, [doc("NCT01"), doc("NCT02", version="")])  # landed before digests
+    again = [
+        replace(doc("NCT01", version="2024_03_02"), source_digest=b"d1"),
+        # the stored study has no snapshot date: a digest leaving one out is not its own
+        replace(doc("NCT02", version="2024_03_02"), source_digest=b"d2"),
+    ]
+    before = stored(conn)
+
+    _, counts = land(conn, again)
+
+    assert counts == UpsertCounts(unchanged=2)
+    assert digests(conn) == {"NCT01": b"d1", "NCT02": None}
+    after = stored(conn)
+    assert {k: {**v, "xmin": None} for k, v in after.items()} == {
+        k: {**v, "xmin": None} for k, v in before.items()
+    }  # nothing else written
+
+
+def test_a_digest_is_not_filled_in_over_a_row_changed_since_it_was_read(
+    conn: psycopg.Connection,
+) -> None:
+    land(conn, [doc("NCT01", content="c2")])
+    read_before = replace(doc("NCT01", content="c1"), source_digest=b"stale")
+    with conn.transaction():
+        fill_digests(conn, SOURCE, [read_before])
+    assert digests(conn) == {"NCT01": None}
+    with conn.transaction():
+        fill_digests(conn, SOURCE, [replace(doc("NCT01", content="c2"), source_digest=b"d")])
+    assert digests(conn) == {"NCT01": b"d"}

@@ -442,12 +442,12 @@ def test_get_bytes_retries_transient_statuses() -> None:
 
 def test_a_started_request_is_sent_before_its_result_is_asked_for() -> None:
     with ScriptedServer([OK]) as server, client_for(server, settings()) as client:
-        pending = client.start_get_json(PATH, {"pageSize": 10})
+        pending = client.start_get_bytes(PATH, {"pageSize": 10})
         deadline = time.monotonic() + 5.0
         while not server.requests and time.monotonic() < deadline:
             time.sleep(0.01)
         assert len(server.requests) == 1  # on its way while the caller did something else
-        assert pending.result() == PAYLOAD
+        assert client.json_of(pending.result(), PATH) == PAYLOAD
     assert server.requests[0].query == {"pageSize": "10"}
     assert client.retries == []
 
@@ -458,7 +458,7 @@ def test_a_started_request_that_received_a_cut_body_counts_one_retry_and_fetches
         ScriptedServer([INVALID_JSON, OK]) as server,
         client_for(server, settings(), received.append) as client,
     ):
-        assert client.start_get_json(PATH).result() == PAYLOAD
+        assert client.json_of(client.start_get_bytes(PATH).result(), PATH) == PAYLOAD
     assert len(server.requests) == 2
     assert [event.cause[:19] for event in client.retries] == ["invalid JSON body ("]
     assert received == client.retries
@@ -476,8 +476,8 @@ def test_started_requests_share_one_thread_that_ends_when_the_client_closes() ->
     until_none_receive()  # the threads of clients closed before this test
     with ScriptedServer([OK]) as server:
         client = client_for(server, settings())
-        started = [client.start_get_json(PATH, {"n": n}) for n in range(3)]
-        assert [pending.result() for pending in started] == [PAYLOAD] * 3
+        started = [client.start_get_bytes(PATH, {"n": n}) for n in range(3)]
+        assert [client.json_of(pending.result(), PATH) for pending in started] == [PAYLOAD] * 3
         assert [seen.query for seen in server.requests] == [{"n": "0"}, {"n": "1"}, {"n": "2"}]
         assert len(receiving()) == 1
         client.close()
@@ -500,7 +500,7 @@ def test_a_started_request_fails_as_get_json_would(script: list[Reply], cause: s
         client_for(server, settings(max_attempts=2)) as client,
         pytest.raises(SourceError) as raised,
     ):
-        client.start_get_json(PATH).result()
+        client.json_of(client.start_get_bytes(PATH).result(), PATH)
     assert cause in str(raised.value)
 
 

@@ -107,7 +107,7 @@ def _json_with_invalid_utf8(body: bytes) -> Any:
     raise ValueError("valid UTF-8: the body is not JSON")
 
 
-def decode_json(body: bytes) -> Any:
+def _decode_json(body: bytes) -> Any:
     """A JSON body; raises `TransientHTTPError` for one that is not (cut short on the way)."""
     try:
         with paused_gc():
@@ -185,23 +185,13 @@ class HttpClient:
         self.close()
 
     def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
-        return self._request(f"{self.base_url}{path}", params, decode_json)
-
-    def start_get_json(self, path: str, params: Mapping[str, Any] | None = None) -> PendingGet[Any]:
-        """`get_json`, started in the background: `result()` waits for the body and parses it
-        in the caller's thread. A body that is not JSON (cut short on the way) counts as one
-        retry and is fetched again the usual way."""
-        params = dict(params or {})
-        return self._receiver.start(
-            PendingGet(lambda body: self.json_of(body, path, params)),
-            lambda: self.get_bytes(path, params),
-        )
+        return self._request(f"{self.base_url}{path}", params, _decode_json)
 
     def json_of(self, body: bytes, path: str, params: Mapping[str, Any] | None = None) -> Any:
         """The JSON of a body `path` answered with; a body that is not JSON (cut short on the
         way) counts as one retry and is fetched again the usual way."""
         try:
-            return decode_json(body)
+            return _decode_json(body)
         except TransientHTTPError as exc:
             self.record_retry(RetryEvent(1, 0.0, str(exc)))
             return self.get_json(path, params)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
+from functools import partial
 from typing import Any
 
 from bioloupe_data.sources.clinicaltrials.pages import CutPage, StudyCut, cut_page
@@ -16,8 +17,6 @@ from bioloupe_data.sources.http import (
     PendingGet,
     RetryEvent,
     SourceError,
-    TransientHTTPError,
-    decode_json,
 )
 
 PUBLIC_BASE_URL = "https://clinicaltrials.gov"
@@ -57,22 +56,17 @@ class StudyPage:
 @dataclass(frozen=True, slots=True)
 class CutStudyPage:
     """A page whose studies are cut from its bytes (`pages.cut_page`), none decoded yet.
-    `fetch_again` gets the page's studies anew, for a body that turns out not to be JSON."""
+    `studies_of` decodes a body of this page as the client decodes any page."""
 
     cuts: list[StudyCut]
     body: bytes
     total_count: int | None
     page_number: int
-    fetch_again: Callable[[], list[Any]]
+    studies_of: Callable[[bytes], list[Any]]
 
     def decoded(self) -> list[Any]:
-        """Every study of the page, decoded as a whole (when a cut does not decode alone); a
-        body that is not JSON (damaged on the way) is fetched again, one more retry."""
-        try:
-            body = decode_json(self.body)
-        except TransientHTTPError:
-            return self.fetch_again()
-        return list(body["studies"])
+        """Every study of the page, decoded as a whole (when a cut does not decode alone)."""
+        return self.studies_of(self.body)
 
 
 class ClinicalTrialsClient:
@@ -193,7 +187,7 @@ class ClinicalTrialsClient:
                         raw,
                         total,
                         number,
-                        self._fetch_again(this_page, first, start, end),
+                        partial(self._studies_of, this_page, first, start, end),
                     )
                     if cuts
                     else StudyPage(body.pop("studies"), total, number)
@@ -205,22 +199,20 @@ class ClinicalTrialsClient:
                 return
             number += 1
 
-    def _fetch_again(
-        self, params: dict[str, Any], first: str | None, start: date, end: date
-    ) -> Callable[[], list[Any]]:
-        def fetch() -> list[Any]:
-            self.http.record_retry(RetryEvent(1, 0.0, "a page's body is not JSON"))
-            body = self.http.get_json(STUDIES_PATH, params)
-            _check_shape(body, start, end)
-            now = _first_id(body["studies"])
-            if now != first:
-                raise SourceError(
-                    f"{SOURCE}: the results of {start}..{end} changed while paging (a page "
-                    f"fetched again starts with {now}, before with {first}); run the range again"
-                )
-            return list(body["studies"])
-
-        return fetch
+    def _studies_of(
+        self, params: dict[str, Any], first: str | None, start: date, end: date, raw: bytes
+    ) -> list[Any]:
+        """The studies of a cut page's body, decoded: a body that is not JSON after all (damaged
+        on the way) is one more retry, fetched again, and must start where the cut did."""
+        body = self.http.json_of(raw, STUDIES_PATH, params)
+        _check_shape(body, start, end)
+        now = _first_id(body["studies"])
+        if now != first:
+            raise SourceError(
+                f"{SOURCE}: the results of {start}..{end} changed while paging (a page "
+                f"fetched again starts with {now}, before with {first}); run the range again"
+            )
+        return list(body["studies"])
 
     def _start_page(
         self, params: dict[str, Any], cut: bool
