@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -183,31 +183,45 @@ def progress_columns() -> tuple[ProgressColumn, ...]:
     )
 
 
-def run_totals(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, int]]:
-    """Per asset, the counts of the run's own result: the materialization that is unpartitioned
-    or carries `partitions_in_run` (a day's own materializations are logged before it)."""
-    totals: dict[str, dict[str, int]] = {}
+def _counts(metadata: Mapping[str, dg.MetadataValue]) -> dict[str, int]:
+    values = {key: metadata[key].value for key in COUNT_KEYS if key in metadata}
+    return {key: int(value) for key, value in values.items() if isinstance(value, int)}
+
+
+def run_totals(result: dg.ExecuteInProcessResult) -> dict[str, AssetTotals]:
+    """Per asset, what the run did: the sum of the days it logged as they committed, or, for an
+    asset that logs no days of its own, the run's own materialization (unpartitioned, or
+    carrying `partitions_in_run`, which every partition of the range repeats)."""
+    days: dict[str, dict[str, dict[str, int]]] = {}
+    runs: dict[str, AssetTotals] = {}
     for event in result.get_asset_materialization_events():
         materialization = event.step_materialization_data.materialization
+        name = materialization.asset_key.to_user_string()
         metadata = materialization.metadata
         if materialization.partition and "partitions_in_run" not in metadata:
+            days.setdefault(name, {})[materialization.partition] = _counts(metadata)
             continue
-        totals[materialization.asset_key.to_user_string()] = {
-            k: int(v.value)
-            for k, v in metadata.items()
-            if k in (*COUNT_KEYS, "partitions_in_run") and v.value is not None
-        }
-    return totals
+        run = metadata.get("partitions_in_run")
+        runs[name] = AssetTotals(
+            partitions=int(run.value) if run is not None else 0,  # type: ignore[arg-type]
+            counts={**dict.fromkeys(COUNT_KEYS, 0), **_counts(metadata)},
+        )
+    for name, by_day in days.items():
+        totals = runs[name] = AssetTotals(partitions=len(by_day))
+        for counts in by_day.values():
+            for key, value in counts.items():
+                totals.counts[key] += value
+    return runs
 
 
 def add_run(report: BackfillReport, result: dg.ExecuteInProcessResult) -> None:
     """Add a finished run's per-asset totals to the report."""
     report.runs.append(result.run_id)
-    for name, final in run_totals(result).items():
+    for name, run in run_totals(result).items():
         totals = report.assets.setdefault(name, AssetTotals())
-        totals.partitions += final.get("partitions_in_run", 0)
+        totals.partitions += run.partitions
         for key in COUNT_KEYS:
-            totals.counts[key] += final.get(key, 0)
+            totals.counts[key] += run.counts[key]
 
 
 def _process_alive(pid: int) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import math
+from collections import Counter
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -38,6 +39,33 @@ def _last_update(path: Path) -> date:
 
 def _counts(report: BackfillReport, asset: dg.AssetKey) -> dict[str, int]:
     return report.assets[asset.to_user_string()].counts
+
+
+def _studies_by_day(updated: list[date]) -> dict[date, int]:
+    return dict(Counter(updated))
+
+
+def _latest_row_counts(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict[date, int]:
+    """Each partition's `dagster/row_count` in its latest materialization (as the UI shows a
+    partition), for the partitions where it is not 0."""
+    latest: dict[str, dg.AssetMaterialization] = {}
+    cursor = None
+    while True:
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key), limit=1000, cursor=cursor, ascending=True
+        )
+        for record in records.records:
+            materialization = record.asset_materialization
+            assert materialization is not None and materialization.partition is not None
+            latest[materialization.partition] = materialization
+        if not records.has_more:
+            break
+        cursor = records.cursor
+    counts = {
+        date.fromisoformat(partition): materialization.metadata["dagster/row_count"].value
+        for partition, materialization in latest.items()
+    }
+    return {day: n for day, n in counts.items() if n}
 
 
 @pytest.fixture
@@ -87,6 +115,10 @@ def test_real_studies_land_once_over_several_runs_and_a_second_backfill_rewrites
         assert report.assets[key.to_user_string()].partitions == days
         assert _counts(report, key) == {"inserted": studies, "updated": 0, "unchanged": 0}
         assert len(command_instance.get_materialized_partitions(key)) == days  # as the UI shows
+        # Each day's latest materialization (the run's own, at its end) shows that day's rows.
+        assert _latest_row_counts(command_instance, key) == {
+            day: n for day, n in _studies_by_day(updated).items() if first_day <= day <= last_day
+        }
     assert count(database_url, "raw.documents") == studies
     assert count(database_url, "core.trials") == studies
     assert count(database_url, "ops.dead_letters") == 0

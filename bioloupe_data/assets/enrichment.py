@@ -10,7 +10,12 @@ import dagster as dg
 import psycopg
 from dagster_openai import OpenAIResource, with_usage_metadata
 
-from bioloupe_data.assets._common import OWNERS, latest_when_upstream_changes, partition_days
+from bioloupe_data.assets._common import (
+    OWNERS,
+    latest_when_upstream_changes,
+    partition_days,
+    record_day,
+)
 from bioloupe_data.assets.normalize import TRIALS_KEY
 from bioloupe_data.enrichment.geocode import shared_geocoder
 from bioloupe_data.enrichment.llm import LlmBudget, LlmPrompt, StructuredExtractor
@@ -285,21 +290,18 @@ def build_daily_enrichment(
             nonlocal rows
             rows += day.rows
             totals.add(day.counts)
-            context.log_event(
-                dg.AssetMaterialization(
-                    asset_key=key,
-                    partition=day.day.isoformat(),
-                    metadata={"dagster/row_count": day.rows, **day.counts.as_metadata()},
-                )
+            record_day(
+                context, key, day.day, {"dagster/row_count": day.rows, **day.counts.as_metadata()}
             )
 
         with warehouse.connection() as conn, ExitStack() as stack:
             extractor = _extractor(context, conn, openai, llm, stack, prompt) if prompt else None
             run_days(conn, days_between(start, end), on_day, extractor, warehouse.parallel_days)
+        context.log.info(
+            f"{key.to_user_string()} {start}..{end}: {rows} rows, {totals.as_metadata()}"
+        )
         return dg.MaterializeResult(
             metadata={
-                "dagster/row_count": rows,
-                **totals.as_metadata(),
                 "partitions_in_run": (end - start).days + 1,
                 **(extractor.metadata() if extractor else {}),
             }

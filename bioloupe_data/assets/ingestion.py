@@ -7,7 +7,12 @@ from typing import Any
 
 import dagster as dg
 
-from bioloupe_data.assets._common import OWNERS, SOURCE_RETRY_POLICY, partition_days
+from bioloupe_data.assets._common import (
+    OWNERS,
+    SOURCE_RETRY_POLICY,
+    partition_days,
+    record_day,
+)
 from bioloupe_data.assets.sources import CLINICALTRIALS_API, PUBMED_API
 from bioloupe_data.partitions import daily_backfill_policy
 from bioloupe_data.pipelines import clinicaltrials, pubmed
@@ -110,13 +115,7 @@ def build_landing_asset(
         def on_day(day: LandedDay) -> None:
             landed_days.append(day)
             totals.add(day.counts)
-            context.log_event(
-                dg.AssetMaterialization(
-                    asset_key=source.key,
-                    partition=day.day.isoformat(),
-                    metadata=_day_metadata(day),
-                )
-            )
+            record_day(context, source.key, day.day, _day_metadata(day))
 
         with (
             api.client(context.log) as client,
@@ -142,16 +141,14 @@ def build_landing_asset(
                     allow_retries=True,
                 ) from None
             retries = len(client.http.retries)
+        context.log.info(
+            f"{source.name} {start}..{end}: {sum(d.landed for d in landed_days)} documents "
+            f"landed of {sum(d.received for d in landed_days)} received over "
+            f"{len(landed_days)} days ({totals.as_metadata()}), "
+            f"{sum(d.dead_letters for d in landed_days)} dead letters, {retries} HTTP retries"
+        )
         return dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": sum(d.landed for d in landed_days),
-                **totals.as_metadata(),
-                "partitions_in_run": len(landed_days),
-                "received": sum(d.received for d in landed_days),
-                "dead_letters": sum(d.dead_letters for d in landed_days),
-                "source_total_count": landed_days[0].source_total if landed_days else 0,
-                "http_retries": retries,
-            }
+            metadata={"partitions_in_run": len(landed_days), "http_retries": retries}
         )
 
     return _landing

@@ -5,7 +5,7 @@ from typing import Any
 
 import dagster as dg
 
-from bioloupe_data.assets._common import OWNERS, partition_days
+from bioloupe_data.assets._common import OWNERS, partition_days, record_day
 from bioloupe_data.assets.ingestion import CLINICALTRIALS_LANDING_KEY, PUBMED_LANDING_KEY
 from bioloupe_data.partitions import daily_backfill_policy
 from bioloupe_data.pipelines.clinicaltrials import TRIALS_SPEC
@@ -121,20 +121,10 @@ def build_normalization_asset(
             for table in spec.tables:
                 totals[table].add(day.counts[table])
                 rows[table] += day.rows[table]
-            context.log_event(
-                dg.AssetMaterialization(
-                    asset_key=normalization.key,
-                    partition=day.day.isoformat(),
-                    metadata=_metadata(
-                        spec,
-                        day.counts,
-                        day.rows,
-                        day.documents,
-                        day.dead_letters,
-                        per_table=False,
-                    ),
-                )
+            metadata = _metadata(
+                spec, day.counts, day.rows, day.documents, day.dead_letters, per_table=False
             )
+            record_day(context, normalization.key, day.day, metadata)
 
         with warehouse.day_connections() as conns:
             normalize_days(
@@ -146,8 +136,11 @@ def build_normalization_asset(
                 worker_url=warehouse.url(),
                 process_min_documents=warehouse.process_min_documents,
             )
-        metadata = _metadata(spec, totals, rows, documents, dead_letters, per_table=True)
-        metadata["partitions_in_run"] = (end - start).days + 1
+        run = _metadata(spec, totals, rows, documents, dead_letters, per_table=True)
+        context.log.info(f"{normalization.key.to_user_string()} {start}..{end}: {run}")
+        metadata: dict[str, Any] = {"partitions_in_run": (end - start).days + 1}
+        if start == end:  # the run is its one day: the per-table figures are the day's own
+            metadata.update(run)
         return dg.MaterializeResult(metadata=metadata)
 
     return _normalized
