@@ -262,14 +262,16 @@ def test_the_normalization_asset_derives_a_range_in_worker_processes_past_its_th
             land_documents(conn, TRIALS_SPEC.source, redated)
     in_workers = _recording_processes(monkeypatch)
 
-    def materialize(process_min_documents: int) -> dg.ExecuteInProcessResult:
+    def materialize(
+        process_min_documents: int, days: list[date] = range_days
+    ) -> dg.ExecuteInProcessResult:
         warehouse = WarehouseResource(
             database_url=database_url, process_min_documents=process_min_documents
         )
         return dg.materialize(
             [build_normalization_asset(TRIALS_NORMALIZATION, daily_partitions("2024-01-01"))],
             resources={"warehouse": warehouse},
-            tags={RANGE_START_TAG: str(range_days[0]), RANGE_END_TAG: str(range_days[-1])},
+            tags={RANGE_START_TAG: str(days[0]), RANGE_END_TAG: str(days[-1])},
         )
 
     first = materialize(process_min_documents=len(DOCUMENTS))
@@ -280,6 +282,20 @@ def test_the_normalization_asset_derives_a_range_in_worker_processes_past_its_th
     assert sorted(run_events) == [str(day) for day in range_days]
     assert sum(m["inserted"].value for m in run_events.values()) == len(DOCUMENTS)
     assert all(m["inserted"].value < len(DOCUMENTS) for m in run_events.values())
+    # Per-table figures of a range are the run's: none of its days carries them. A one-day
+    # run is its day, and does.
+    per_table = {f"{table}.rows" for table in TRIALS_SPEC.children}
+    assert not any(per_table & m.keys() for m in run_events.values())
+    one_day = materialize(process_min_documents=len(DOCUMENTS), days=range_days[:1])
+    (day_event,) = [
+        m
+        for m in one_day.asset_materializations_for_node(
+            TRIALS_NORMALIZATION.key.to_python_identifier()
+        )
+        if "partitions_in_run" in m.metadata
+    ]
+    assert per_table <= day_event.metadata.keys()
+    assert day_event.metadata["unchanged"].value == run_events[str(range_days[0])]["inserted"].value
 
     in_workers.clear()
     with connect(database_url) as conn:  # one more document than the range has to derive
