@@ -67,6 +67,21 @@ def bioloupe_home() -> Path:
     return Path(env("BIOLOUPE_HOME") or ".bioloupe").resolve()
 
 
+def _storage_url(default: str) -> str:
+    """Dagster's storage URL (the user's, else `default`) naming psycopg2 as its driver.
+    SQLAlchemy 2.1 reads a bare `postgresql://` as psycopg 3, with which dagster-postgres closes
+    each connection it keeps as soon as it opens it (its `with conn:` commits in psycopg2 and
+    closes in psycopg 3): the command's storage and the webserver's would fail on first use."""
+    url = env(STORAGE_URL_VAR) or default
+    try:
+        return as_sqlalchemy_psycopg2_url(url)
+    except ValueError:
+        scheme = url.split("://", 1)[0] if "://" in url else "no scheme"
+        raise ValueError(
+            f"{STORAGE_URL_VAR} must be a PostgreSQL URL (postgresql://…), not {scheme}"
+        ) from None
+
+
 def prepare() -> LocalEnvironment:
     """Resolve the warehouse and Dagster storage, start the embedded server if needed, and set
     the environment variables the definitions and `DagsterInstance.get()` read."""
@@ -74,14 +89,12 @@ def prepare() -> LocalEnvironment:
     configured = env("BIOLOUPE_DATABASE_URL")
     if configured:
         warehouse_url = configured
-        storage_url = env(STORAGE_URL_VAR) or as_sqlalchemy_psycopg2_url(configured)
+        storage_url = _storage_url(configured)
         embedded = False
     else:
         server = EmbeddedServer(home / "postgres")
         warehouse_url = server.url_for(WAREHOUSE_DATABASE)
-        storage_url = env(STORAGE_URL_VAR) or as_sqlalchemy_psycopg2_url(
-            server.url_for(DAGSTER_DATABASE)
-        )
+        storage_url = _storage_url(server.url_for(DAGSTER_DATABASE))
         embedded = True
         os.environ["BIOLOUPE_DATABASE_URL"] = warehouse_url
     os.environ[STORAGE_URL_VAR] = storage_url

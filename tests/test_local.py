@@ -53,6 +53,31 @@ def test_settings_the_user_made_are_kept(
     assert not (tmp_path / "mine" / "dagster.yaml").exists()
 
 
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres", "postgresql+psycopg"])
+def test_a_storage_url_naming_any_postgres_driver_opens_dagsters_storage(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, database_url: str, scheme: str
+) -> None:
+    # SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3, with which dagster-postgres's kept
+    # connection (the command's, the webserver's) is closed as soon as it is opened.
+    monkeypatch.setenv("BIOLOUPE_DATABASE_URL", database_url)
+    monkeypatch.setenv(
+        "BIOLOUPE_DAGSTER_STORAGE_URL", scheme + "://" + database_url.split("://", 1)[1]
+    )
+    environment = local.prepare()
+    assert environment.storage_url.startswith("postgresql+psycopg2://")
+    with local.dagster_instance() as instance:
+        assert instance.get_runs() == []
+
+
+def test_a_storage_url_that_is_not_postgres_is_refused_by_name(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
+    monkeypatch.setenv("BIOLOUPE_DATABASE_URL", database_url)
+    monkeypatch.setenv("BIOLOUPE_DAGSTER_STORAGE_URL", "sqlite:///dagster.db")
+    with pytest.raises(ValueError, match=r"BIOLOUPE_DAGSTER_STORAGE_URL .* not sqlite"):
+        local.prepare()
+
+
 def _storage_reads(instance: dg.DagsterInstance, times: int) -> None:
     for _ in range(times):
         instance.get_runs(limit=1)
