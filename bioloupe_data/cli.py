@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, TextIO
 from rich.console import Console
 from rich.table import Table as RichTable
 
+from bioloupe_data.settings import SettingError
+
 if TYPE_CHECKING:
     from bioloupe_data.runner import BackfillReport
 
@@ -284,7 +286,11 @@ def main(argv: list[str] | None = None) -> int:
     args.dagster_args = unknown  # `dev -p 3001` passes `-p 3001` to dagster dev
     if width := output_width(sys.stderr):
         console.width = width
-    return args.func(args)
+    try:
+        return args.func(args)
+    except SettingError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
 
 
 if __name__ == "__main__":

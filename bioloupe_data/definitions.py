@@ -54,7 +54,7 @@ from bioloupe_data.sensors import (
     entity_automation_sensor,
     sponsor_registration_sensor,
 )
-from bioloupe_data.settings import Environment, Settings, env, positive_int
+from bioloupe_data.settings import Environment, SettingError, Settings, env, positive_int
 
 
 def _from_env(name: str, default: str = "") -> str | dg.EnvVar:
@@ -77,7 +77,7 @@ def build_resources(
     production must name their warehouse (`BIOLOUPE_DATABASE_URL`), and their definitions do
     not load without it. Secrets come from the environment through `dg.EnvVar` everywhere."""
     if not environment.allows_embedded_database and not env("BIOLOUPE_DATABASE_URL"):
-        raise ValueError(
+        raise SettingError(
             f"BIOLOUPE_ENV={environment.value} needs BIOLOUPE_DATABASE_URL: only local "
             "development starts an embedded PostgreSQL"
         )

@@ -14,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 import sqlalchemy.exc
 
-from bioloupe_data.settings import env
+from bioloupe_data.settings import SettingError, env
 from bioloupe_data.warehouse.database import (
     DAGSTER_DATABASE,
     WAREHOUSE_DATABASE,
@@ -77,7 +77,7 @@ def _storage_url(default: str) -> str:
         return as_sqlalchemy_psycopg2_url(url)
     except ValueError:
         scheme = url.split("://", 1)[0] if "://" in url else "no scheme"
-        raise ValueError(
+        raise SettingError(
             f"{STORAGE_URL_VAR} must be a PostgreSQL URL (postgresql://…), not {scheme}"
         ) from None
 

@@ -20,6 +20,12 @@ DEFAULT_CATCH_UP_ATTEMPTS = 3
 DEFAULT_CATCH_UP_INTERVAL_SECONDS = 300
 
 
+class SettingError(ValueError):
+    """A variable of the environment holds what it cannot: the message names the variable and
+    says what it takes (never its value when that may be a secret). The command line reports it
+    as an error, without a traceback."""
+
+
 def env(name: str) -> str | None:
     value = os.environ.get(name, "").strip()
     return value or None
@@ -34,7 +40,7 @@ def positive_int(name: str, default: int) -> int:
     except ValueError:
         number = 0
     if number < 1:
-        raise ValueError(f"{name} must be a positive whole number, got {value!r}")
+        raise SettingError(f"{name} must be a positive whole number, got {value!r}")
     return number
 
 
@@ -63,7 +69,7 @@ def _date(name: str, default: str) -> str:
     try:
         date.fromisoformat(value)
     except ValueError:
-        raise ValueError(f"{name} must be YYYY-MM-DD, got {value!r}") from None
+        raise SettingError(f"{name} must be YYYY-MM-DD, got {value!r}") from None
     return value
 
 
@@ -82,7 +88,7 @@ class Environment(Enum):
             return cls(value)
         except ValueError:
             known = ", ".join(e.value for e in cls)
-            raise ValueError(f"BIOLOUPE_ENV must be one of {known}, got {value!r}") from None
+            raise SettingError(f"BIOLOUPE_ENV must be one of {known}, got {value!r}") from None
 
     @property
     def allows_embedded_database(self) -> bool:

@@ -181,6 +181,26 @@ def test_backfill_command_rejects_a_range_outside_the_partitions(
 
 DAY = ["--from", "2024-01-02", "--to", "2024-01-02"]
 LANDING = "raw/clinicaltrials_gov"
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "says"),
+    [
+        ("BIOLOUPE_START_DATE", "01/02/2020", "BIOLOUPE_START_DATE must be YYYY-MM-DD"),
+        ("BIOLOUPE_DAGSTER_STORAGE_URL", "sqlite:///dagster.db", "must be a PostgreSQL URL"),
+    ],
+)
+def test_a_wrong_setting_is_an_error_naming_it_without_a_traceback(
+    database_url: str, dagster_home: Path, setting: str, value: str, says: str
+) -> None:
+    env = _environment(BIOLOUPE_DATABASE_URL=database_url, DAGSTER_HOME=str(dagster_home))
+    env[setting] = value
+    done = _run([*CLI, "backfill", *DAY], env, timeout=120)
+    assert done.returncode == 2
+    assert says in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 # The command as installed, observed: how many objects were set aside at each full collection
 # (one that found none walked everything loaded so far), and at exit how many were set aside
 # and whether the collector is on.
