@@ -76,9 +76,10 @@ def _storage_url(default: str) -> str:
     try:
         return as_sqlalchemy_psycopg2_url(url)
     except ValueError:
-        scheme = url.split("://", 1)[0] if "://" in url else "no scheme"
+        # Only the scheme is named: the rest may hold a password.
+        found = f"not {url.split('://', 1)[0]}" if "://" in url else "has no scheme"
         raise SettingError(
-            f"{STORAGE_URL_VAR} must be a PostgreSQL URL (postgresql://…), not {scheme}"
+            f"{STORAGE_URL_VAR} must be a PostgreSQL URL (postgresql://…), {found}"
         ) from None
 
 

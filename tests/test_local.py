@@ -73,9 +73,22 @@ def test_a_storage_url_that_is_not_postgres_is_refused_by_name(
     clean_env: Path, monkeypatch: pytest.MonkeyPatch, database_url: str
 ) -> None:
     monkeypatch.setenv("BIOLOUPE_DATABASE_URL", database_url)
-    monkeypatch.setenv("BIOLOUPE_DAGSTER_STORAGE_URL", "sqlite:///dagster.db")
-    with pytest.raises(ValueError, match=r"BIOLOUPE_DAGSTER_STORAGE_URL .* not sqlite"):
+    monkeypatch.setenv("BIOLOUPE_DAGSTER_STORAGE_URL", "mysql://dagster:s3cret@db:3306/dagster")
+    with pytest.raises(ValueError, match=r"BIOLOUPE_DAGSTER_STORAGE_URL .* not mysql") as refused:
         local.prepare()
+    assert "s3cret" not in str(refused.value)  # the URL may hold a password: only its scheme
+
+
+def test_a_storage_url_without_a_scheme_is_refused_saying_so(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
+    monkeypatch.setenv("BIOLOUPE_DATABASE_URL", database_url)
+    monkeypatch.setenv("BIOLOUPE_DAGSTER_STORAGE_URL", "dagster:s3cret@db:5432/dagster")
+    with pytest.raises(
+        ValueError, match=r"BIOLOUPE_DAGSTER_STORAGE_URL .* has no scheme"
+    ) as refused:
+        local.prepare()
+    assert "s3cret" not in str(refused.value)
 
 
 def _storage_reads(instance: dg.DagsterInstance, times: int) -> None:
